@@ -1,0 +1,5 @@
+import sys
+
+from planner.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""ftplan's command line: one module per subcommand; commands return data, output.py prints it."""

@@ -1,0 +1,31 @@
+"""ftplan data: detect, validate and measure a dataset file."""
+
+from __future__ import annotations
+
+from planner import data
+from planner.cli import output
+
+
+def add_arguments(p) -> None:
+    p.add_argument("path")
+    p.add_argument("--task", choices=("sft", "dpo"), default=None, help="default: what the format is for")
+    p.add_argument("--format", default="auto", dest="data_format")
+    p.add_argument("--model-path", help="a local model directory whose tokenizer counts the tokens")
+    p.add_argument("--json", action="store_true")
+
+
+def run(args) -> int:
+    task = args.task
+    if task is None:
+        rows, _ = data.read_rows(args.path)
+        fmt = data.detect_format(rows[0]) if args.data_format == "auto" else args.data_format
+        task = data.formats().get(fmt, {}).get("task", "sft")
+    stats = data.inspect(args.path, task=task, data_format=args.data_format, model_path=args.model_path)
+    if args.json:
+        output.print_json(stats.as_dict())
+        return 0
+    c = output.console()
+    c.print(f"{stats.path}: {stats.rows} rows, format {stats.format} ({stats.task}); every row valid")
+    c.print("token length percentiles: " + ", ".join(f"p{k} {v}" for k, v in stats.percentiles.items()) + f"  [{stats.tokenizer}]")
+    c.print(f"recommended max length: {stats.recommended_max_length()} (rule max_length.data)")
+    return 0

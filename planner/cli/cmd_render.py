@@ -1,0 +1,84 @@
+"""ftplan render: write a run directory (train.py, launch.sh, merge.py, plan.toml)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from planner import data, memory, models, render
+from planner.cli import args as A
+from planner.cli import output
+from planner.errors import FtplanError
+from planner.plan import Plan
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", "-m", help="as for estimate (not needed with --plan)")
+    p.add_argument("--task", choices=("sft", "dpo"), default="sft")
+    p.add_argument("--plan", help="render from a plan.toml (e.g. an earlier run directory's)")
+    p.add_argument("--model-path", help="local model directory the script loads (default: the --model path or Hub id)")
+    p.add_argument("-o", "--output", required=True, help="run directory to write")
+    p.add_argument("--force", action="store_true", help="overwrite the scripts in an existing directory")
+    A.add_plan_args(p)
+    A.add_training_args(p)
+    A.add_hardware_args(p)
+
+
+
+def default_model_path(model: models.ModelSpec, given: str) -> str:
+    if model.path:
+        return model.path
+    return model.hub_id or given
+
+
+def run(args) -> int:
+    if args.plan:
+        plan = Plan.load(Path(args.plan))
+        extra = _render_section(Path(args.plan))
+        model_path = args.model_path or extra.get("model_path") or plan.model
+        data_path = args.data or extra.get("data_path") or plan.data
+    else:
+        if not args.model:
+            raise FtplanError("render needs --model (or --plan plan.toml)")
+        model_early = models.resolve(args.model)
+        plan = A.plan_from_args(args, model_early)
+        plan = plan.with_(**{k: getattr(args, k) for k in ("learning_rate", "epochs") if getattr(args, k) is not None},
+                          max_steps=args.max_steps, seed=args.seed, eval_fraction=args.eval_fraction,
+                          save_steps=args.save_steps, logging_steps=args.logging_steps, report_to=args.report_to,
+                          run_name=args.run_name, packing=args.packing, data=args.data or "")
+        model_path = args.model_path or default_model_path(model_early, args.model)
+        data_path = args.data
+    if not data_path:
+        raise FtplanError("render needs a dataset: --data FILE (JSON or JSONL)")
+    model = models.resolve(plan.model)
+    stats = data.inspect(data_path, task=plan.task, data_format=plan.data_format if plan.data_format != "auto" else args.data_format,
+                         model_path=model_path if Path(model_path).is_dir() else None)
+    plan = plan.with_(data=str(Path(data_path).resolve()), data_format=stats.format)
+    gpu, gpus, note = A.resolve_gpu(args) if not args.plan or args.gpu else (None, plan.gpus, "")
+    if gpu is not None:
+        plan = plan.with_(gpu=gpu.name)
+    est = memory.estimate(model, plan, gpu)
+    command = "ftplan " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = render.render(plan, model, Path(args.output), model_path, data_path, stats.format, command,
+                           estimate=est, force=args.force)
+    for problem in render.check_versions():
+        output.note(f"warning: {problem}; the script may need changes")
+    if args.json:
+        output.print_json({"run_dir": str(result.run_dir), "files": [str(f) for f in result.files],
+                           "data": stats.as_dict(), "estimate_total_bytes": est.total_bytes, "next_steps": result.next_steps})
+        return 0
+    output.note(note)
+    c = output.console()
+    c.print(f"wrote {result.run_dir}: {', '.join(f.name for f in result.files)}")
+    c.print(f"data: {stats.rows} rows, {stats.format}; tokens p50 {stats.percentiles[50]}, p99 {stats.percentiles[99]} ({stats.tokenizer})")
+    c.print(f"run it:   ftplan run {shlex.quote(str(result.run_dir))}    (or: bash {shlex.quote(str(result.run_dir / 'launch.sh'))})")
+    c.print(result.next_steps)
+    return 0
+
+
+def _render_section(plan_path: Path) -> dict:
+    import tomllib
+
+    with open(plan_path, "rb") as f:
+        return tomllib.load(f).get("render", {})

@@ -1,0 +1,72 @@
+"""Print command results: JSON on --json, else Rich tables. NO_COLOR is honoured by Rich."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def gib(b: int | float | None) -> str:
+    return "-" if b is None else f"{b / 2**30:,.2f} GiB"
+
+
+def print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def note(text: str) -> None:
+    """A one-line notice on stderr, so piped stdout stays clean."""
+    if text:
+        print(f"ftplan: {text}", file=sys.stderr)
+
+
+def print_estimate(est) -> None:
+    from rich.table import Table
+
+    c = console()
+    p = est.plan
+    title = (f"{est.model.name} · {p.method} · {p.task} · batch {p.batch} x seq {p.seq_len}"
+             f"{' · ckpt' if p.grad_ckpt else ''} · {p.optim} · loss {p.loss}"
+             f"{f' · ZeRO-{p.zero}' if p.zero else ''}{f' · {p.world_size} GPUs' if p.world_size > 1 else ''}")
+    t = Table(title=title, title_justify="left")
+    t.add_column("term")
+    t.add_column("per GPU", justify="right")
+    t.add_column("how")
+    for term in est.terms:
+        t.add_row(term.name, gib(term.bytes), term.detail)
+    t.add_row("[bold]total[/]", f"[bold]{gib(est.total_bytes)}[/]", "peak as nvidia-smi shows it (reserved + context)")
+    c.print(t)
+    c.print(f"trainable {est.trainable_params:,} of {est.model.total_params():,} params")
+    if est.host_ram_bytes:
+        c.print(f"host RAM for offload: {gib(est.host_ram_bytes)}")
+    if est.gpu is None:
+        c.print("no GPU given or detected: add --gpu NAME to check the fit")
+        return
+    verdict = "[green]fits[/]" if est.fits else "[red]does not fit[/]"
+    c.print(f"{est.gpu.name} ({gib(est.gpu.memory_bytes)}): {verdict}, headroom {gib(est.headroom_bytes)}; "
+            f"largest micro-batch that fits: {est.max_micro_batch}")
+
+
+def print_recommendations(advice) -> None:
+    from rich.table import Table
+
+    c = console()
+    t = Table(title=f"Recommended plan for {advice.plan.model}", title_justify="left")
+    for col in ("setting", "value", "rule", "why", "source"):
+        t.add_column(col, overflow="fold")
+    for r in advice.recommendations:
+        t.add_row(r.setting, str(r.value), r.rule_id, r.why, r.source)
+    c.print(t)
+    for r in advice.recommendations:
+        for a in r.also_considered:
+            c.print(f"[dim]{r.setting}: also considered {a}[/]")
+    for n in advice.notes:
+        c.print(f"note: {n}")
+    print_estimate(advice.estimate)

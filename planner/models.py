@@ -1,0 +1,356 @@
+"""Model architectures: the catalog, Hugging Face config.json files, Hub ids and bare sizes
+("7B"), resolved to one ModelSpec, and the parameter counts derived from its shape."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from planner import knowledge
+from planner.errors import ModelError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    tied_embeddings: bool
+    mlp: str = "gated"            # "gated" (gate/up/down) or "plain" (up/down)
+    norm: str = "rmsnorm"         # "layernorm" carries a bias
+    norms_per_layer: int = 2
+    qkv_bias: bool = False
+    o_bias: bool = False
+    mlp_bias: bool = False
+    qk_norm: bool = False
+    num_experts: int = 0
+    experts_per_token: int = 0
+    moe_intermediate_size: int = 0
+    hub_id: str = ""
+    path: str = ""                # local directory or config.json it came from
+    published_params: int = 0
+    source: str = ""
+
+    # ------------------------------------------------------------------ widths
+    @property
+    def q_width(self) -> int:
+        return self.num_heads * self.head_dim
+
+    @property
+    def kv_width(self) -> int:
+        return self.num_kv_heads * self.head_dim
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    # ------------------------------------------------------------------ parameter counts
+    def embedding_params(self) -> int:
+        """Input embedding plus an untied lm_head."""
+        per_matrix = self.vocab_size * self.hidden_size
+        return per_matrix if self.tied_embeddings else 2 * per_matrix
+
+    def attention_params_per_layer(self) -> int:
+        h, q, kv = self.hidden_size, self.q_width, self.kv_width
+        weights = h * q + 2 * h * kv + q * h
+        biases = (q + 2 * kv if self.qkv_bias else 0) + (h if self.o_bias else 0)
+        qk_norms = 2 * self.head_dim if self.qk_norm else 0
+        return weights + biases + qk_norms
+
+    def mlp_params(self, intermediate: int) -> int:
+        """One feed-forward block of width `intermediate`."""
+        h = self.hidden_size
+        if self.mlp == "gated":
+            return 3 * h * intermediate + ((2 * intermediate + h) if self.mlp_bias else 0)
+        return 2 * h * intermediate + ((intermediate + h) if self.mlp_bias else 0)
+
+    def mlp_params_per_layer(self) -> int:
+        if self.is_moe:
+            router = self.hidden_size * self.num_experts
+            return self.num_experts * self.mlp_params(self.moe_intermediate_size) + router
+        return self.mlp_params(self.intermediate_size)
+
+    def norm_params(self) -> int:
+        return self.hidden_size * (2 if self.norm == "layernorm" else 1)
+
+    def layer_params(self) -> int:
+        return (
+            self.attention_params_per_layer()
+            + self.mlp_params_per_layer()
+            + self.norms_per_layer * self.norm_params()
+        )
+
+    def total_params(self) -> int:
+        """All parameters: blocks, embeddings (tied counted once) and the final norm."""
+        return self.num_layers * self.layer_params() + self.embedding_params() + self.norm_params()
+
+    def active_params(self) -> int:
+        """Parameters one token passes through (MoE: only its experts)."""
+        if not self.is_moe:
+            return self.total_params()
+        unused = (self.num_experts - self.experts_per_token) * self.mlp_params(self.moe_intermediate_size)
+        return self.total_params() - self.num_layers * unused
+
+    def linear_params(self) -> int:
+        """Weights of the blocks' linear layers: what 4-bit quantization replaces."""
+        h, q, kv = self.hidden_size, self.q_width, self.kv_width
+        attn = h * q + 2 * h * kv + q * h
+        if self.is_moe:
+            per_expert = (3 if self.mlp == "gated" else 2) * h * self.moe_intermediate_size
+            mlp = self.num_experts * per_expert
+        else:
+            mlp = (3 if self.mlp == "gated" else 2) * h * self.intermediate_size
+        return self.num_layers * (attn + mlp)
+
+    # ------------------------------------------------------------------ module shapes
+    def module_shape(self, name: str) -> tuple[int, int, int]:
+        """(in_features, out_features, copies per layer) of a named linear layer."""
+        h, q, kv, i = self.hidden_size, self.q_width, self.kv_width, self.intermediate_size
+        shapes = {
+            "q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+            "qkv_proj": (h, q + 2 * kv), "query_key_value": (h, q + 2 * kv), "dense": (q, h),
+            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h), "gate_up_proj": (h, 2 * i),
+            "dense_h_to_4h": (h, i), "dense_4h_to_h": (i, h), "fc1": (h, i), "fc2": (i, h),
+            "c_attn": (h, q + 2 * kv), "c_proj": (q, h), "c_fc": (h, i),
+        }
+        if name in ("w1", "w3"):
+            return h, self.moe_intermediate_size, self.num_experts
+        if name == "w2":
+            return self.moe_intermediate_size, h, self.num_experts
+        if name not in shapes:
+            raise ModelError(
+                f"{self.name} has no linear layer named {name!r}; use --targets attention, "
+                f"all-linear, or a comma list of {', '.join(self.target_modules('all-linear'))}"
+            )
+        fan_in, fan_out = shapes[name]
+        return fan_in, fan_out, 1
+
+    def target_modules(self, targets: str) -> list[str]:
+        """Module names for 'attention', 'all-linear' or a comma-separated list."""
+        fam = family_table(self.family)
+        if targets == "attention":
+            return list(fam["attention"])
+        if targets == "all-linear":
+            # MoE experts are fused 3-D parameters in transformers 5, not nn.Linear layers
+            # that LoRA can wrap: all-linear adapts the attention projections there.
+            return list(fam["attention"]) + ([] if self.is_moe else list(fam["mlp"]))
+        names = [t.strip() for t in targets.split(",") if t.strip()]
+        if not names:
+            raise ModelError("--targets is empty; use attention, all-linear or a comma list of module names")
+        for n in names:
+            self.module_shape(n)
+        return names
+
+    def as_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["total_params"] = self.total_params()
+        return d
+
+
+# ---------------------------------------------------------------------- families
+def family_table(family: str) -> dict:
+    for row in knowledge.rows("targets", "family"):
+        if row["name"] == family:
+            return row
+    # An architecture we have no table for: Llama-style projection names are by far the
+    # most common among Hugging Face causal LMs.
+    return next(r for r in knowledge.rows("targets", "family") if r["name"] == "llama")
+
+
+# ---------------------------------------------------------------------- catalog
+def catalog() -> list[ModelSpec]:
+    return [_spec_from_row(r) for r in knowledge.rows("models", "model")]
+
+
+def _spec_from_row(row: dict) -> ModelSpec:
+    fields = {k: v for k, v in row.items() if k in ModelSpec.__dataclass_fields__}
+    return ModelSpec(**fields)
+
+
+def find_in_catalog(name: str) -> ModelSpec | None:
+    key = name.strip().lower()
+    for spec in catalog():
+        if key in (spec.name.lower(), spec.hub_id.lower()):
+            return spec
+    return None
+
+
+def suggestions(name: str) -> list[str]:
+    names = [s.name for s in catalog()]
+    lowered = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.5)
+    contains = [n for n in names if name.lower() in n.lower()]
+    return list(dict.fromkeys([lowered[c] for c in close] + contains))[:4]
+
+
+# ---------------------------------------------------------------------- config.json
+_FAMILY_BY_MODEL_TYPE = {
+    "llama": "llama", "mistral": "mistral", "mixtral": "mixtral", "qwen2": "qwen2",
+    "qwen2_moe": "qwen2", "qwen3": "qwen3", "qwen3_moe": "qwen3", "gemma": "gemma",
+    "gemma2": "gemma", "gemma3": "gemma", "gemma3_text": "gemma", "phi3": "phi3",
+    "gpt_neox": "gpt_neox", "falcon": "falcon", "olmo2": "llama", "granite": "llama",
+}
+_FOUR_NORM_TYPES = {"gemma2", "gemma3", "gemma3_text", "olmo2"}
+_QK_NORM_TYPES = {"qwen3", "qwen3_moe", "gemma3", "gemma3_text", "olmo2"}
+
+
+def _first(cfg: dict, *keys, default=None):
+    for k in keys:
+        if cfg.get(k) is not None:
+            return cfg[k]
+    return default
+
+
+def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
+    """A ModelSpec from a Hugging Face config.json dictionary, for any causal-LM layout that
+    names its shapes with the usual keys (hidden_size/n_embd/d_model, …)."""
+    if not isinstance(cfg, dict):
+        raise ModelError(f"{name}: config.json is not a JSON object; point --model at a model's config.json")
+    if "text_config" in cfg and "hidden_size" not in cfg:
+        cfg = {**cfg["text_config"], "model_type": cfg["text_config"].get("model_type", cfg.get("model_type", ""))}
+    model_type = str(cfg.get("model_type", ""))
+    hidden = _first(cfg, "hidden_size", "n_embd", "d_model")
+    layers = _first(cfg, "num_hidden_layers", "n_layer", "num_layers")
+    heads = _first(cfg, "num_attention_heads", "n_head")
+    vocab = _first(cfg, "vocab_size")
+    missing = [k for k, v in (("hidden_size", hidden), ("num_hidden_layers", layers),
+                              ("num_attention_heads", heads), ("vocab_size", vocab)) if v is None]
+    if missing:
+        raise ModelError(f"{name}: config.json lacks {', '.join(missing)}; is it a causal language model's config?")
+    try:
+        hidden, layers, heads, vocab = int(hidden), int(layers), int(heads), int(vocab)
+    except (TypeError, ValueError):
+        raise ModelError(f"{name}: config.json has a non-integer shape value; check hidden_size, layers, heads, vocab_size") from None
+    if min(hidden, layers, heads, vocab) <= 0:
+        raise ModelError(f"{name}: config.json has a zero or negative shape value")
+
+    if model_type == "falcon":
+        kv = heads if cfg.get("new_decoder_architecture") else (1 if cfg.get("multi_query", True) else heads)
+        kv = int(cfg.get("num_kv_heads") or kv) if cfg.get("new_decoder_architecture") else kv
+        inter = int(cfg.get("ffn_hidden_size") or 4 * hidden)
+        norms = 2 if cfg.get("new_decoder_architecture") else (1 if cfg.get("parallel_attn", True) else 2)
+        extra = dict(mlp="plain", norm="layernorm", norms_per_layer=norms,
+                     qkv_bias=bool(cfg.get("bias")), o_bias=bool(cfg.get("bias")), mlp_bias=bool(cfg.get("bias")))
+        tied = bool(cfg.get("tie_word_embeddings", True))
+    elif model_type in ("gpt_neox", "gpt2", "gptj"):
+        kv = heads
+        inter = int(_first(cfg, "intermediate_size", "n_inner", default=4 * hidden) or 4 * hidden)
+        extra = dict(mlp="plain", norm="layernorm", qkv_bias=True, o_bias=True, mlp_bias=True)
+        tied = bool(cfg.get("tie_word_embeddings", model_type == "gpt2"))
+    else:
+        kv = int(_first(cfg, "num_key_value_heads", default=heads))
+        inter = int(_first(cfg, "intermediate_size", default=4 * hidden))
+        extra = dict(
+            norms_per_layer=4 if model_type in _FOUR_NORM_TYPES else 2,
+            qkv_bias=bool(cfg.get("attention_bias", model_type in ("qwen2", "qwen2_moe"))),
+            o_bias=bool(cfg.get("attention_bias", False)) and model_type not in ("qwen2", "qwen2_moe"),
+            mlp_bias=bool(cfg.get("mlp_bias", False)),
+            qk_norm=model_type in _QK_NORM_TYPES,
+        )
+        tied = bool(cfg.get("tie_word_embeddings", model_type.startswith("gemma")))
+    head_dim = int(cfg.get("head_dim") or hidden // heads)
+    experts = int(_first(cfg, "num_local_experts", "num_experts", default=0) or 0)
+    moe = {}
+    if experts:
+        moe = dict(num_experts=experts,
+                   experts_per_token=int(_first(cfg, "num_experts_per_tok", default=2)),
+                   moe_intermediate_size=int(_first(cfg, "moe_intermediate_size", default=inter)))
+    return ModelSpec(
+        name=name, family=_FAMILY_BY_MODEL_TYPE.get(model_type, model_type or "llama"),
+        hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=head_dim,
+        intermediate_size=inter, vocab_size=vocab, tied_embeddings=tied, path=path,
+        source=f"config.json ({model_type or 'unknown model_type'})", **extra, **moe,
+    )
+
+
+def _load_config_file(path: Path, name: str) -> ModelSpec:
+    try:
+        cfg = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{path}: malformed config.json (line {e.lineno}: {e.msg}); fix the file or pass a catalog name") from None
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read config.json ({e.strerror})") from None
+    return spec_from_config(cfg, name, str(path.parent))
+
+
+# ---------------------------------------------------------------------- bare sizes
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bBmM])\s*$")
+
+
+def generic_spec(size: str) -> ModelSpec:
+    """A Llama-shaped model of about `size` parameters ("7B", "500M"): the generic ladder's
+    nearest shape (knowledge/models.toml [[generic]]) with its layer count scaled to the size."""
+    m = _SIZE.match(size)
+    assert m
+    target = float(m.group(1)) * (1e9 if m.group(2).lower() == "b" else 1e6)
+    if not 50e6 <= target <= 2e12:
+        raise ModelError(f"model size {size} is outside 50M to 2000B; give a size such as 7B or 500M")
+    ladder = sorted(knowledge.rows("models", "generic"), key=lambda r: r["params_b"])
+    row = min(ladder, key=lambda r: abs(math.log(r["params_b"] * 1e9 / target)))
+    base = ModelSpec(
+        name=f"generic-{size.strip().upper()}", family="llama", hidden_size=row["hidden_size"],
+        num_layers=1, num_heads=row["num_heads"], num_kv_heads=row["num_kv_heads"],
+        head_dim=row["hidden_size"] // row["num_heads"], intermediate_size=row["intermediate_size"],
+        vocab_size=row["vocab_size"], tied_embeddings=False, source=row["source"],
+    )
+    fixed = base.embedding_params() + base.norm_params()
+    layers = max(1, round((target - fixed) / base.layer_params()))
+    return replace(base, num_layers=layers)
+
+
+# ---------------------------------------------------------------------- resolution
+def resolve(model: str, offline: bool | None = None) -> ModelSpec:
+    """Turn --model into a ModelSpec: catalog name, local dir or config.json, bare size, Hub id."""
+    if not model or not model.strip():
+        raise ModelError("--model is empty; give a catalog name (ftplan models), a local path, a Hub id or a size like 7B")
+    spec = find_in_catalog(model)
+    if spec:
+        return spec
+    path = Path(model).expanduser()
+    if path.is_dir():
+        cfg = path / "config.json"
+        if not cfg.is_file():
+            raise ModelError(f"{path} has no config.json; point --model at a Hugging Face model directory")
+        return _load_config_file(cfg, path.name)
+    if path.is_file():
+        return _load_config_file(path, path.parent.name or path.stem)
+    if _SIZE.match(model):
+        return generic_spec(model)
+    if re.fullmatch(r"[\w.\-]+/[\w.\-]+", model) and not model.startswith((".", "/")):
+        return _from_hub(model, offline)
+    hint = suggestions(model)
+    also = f"; did you mean {', '.join(hint)}?" if hint else "; run 'ftplan models' for the catalog"
+    raise ModelError(f"unknown model {model!r}: not in the catalog, not a path, not a size like 7B{also}")
+
+
+def _from_hub(repo_id: str, offline: bool | None) -> ModelSpec:
+    """Fetch only config.json from the Hub (huggingface_hub, imported here so the planner's
+    start-up never pays for it)."""
+    import os
+
+    if offline is None:
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("FTPLAN_OFFLINE", "") not in ("", "0")
+    suggestion = f"download its config.json and pass the local path (--model ./{repo_id.split('/')[-1]}/config.json)"
+    if offline:
+        raise ModelError(f"{repo_id} is not in the catalog and the Hub is offline; {suggestion}")
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        raise ModelError(f"{repo_id}: reading a Hub id needs huggingface_hub (pip install huggingface_hub); or {suggestion}") from None
+    try:
+        cfg_path = hf_hub_download(repo_id, "config.json")
+    except Exception as e:  # network errors, 401/404: all end in the same advice
+        reason = type(e).__name__
+        raise ModelError(f"{repo_id}: could not fetch config.json from the Hub ({reason}); {suggestion}") from None
+    spec = _load_config_file(Path(cfg_path), repo_id)
+    return replace(spec, hub_id=repo_id, path="")

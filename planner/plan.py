@@ -1,0 +1,183 @@
+"""A Plan: every setting of one fine-tuning run. The estimator, the recommender, the
+renderer and the runner all read this one object; plan.toml is its serialisation."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from planner.errors import PlanError
+
+METHODS = ("full", "lora", "qlora", "dora", "prefix", "ia3")
+TASKS = ("sft", "dpo")
+PRECISIONS = ("bf16", "mixed", "fp32")
+OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
+LOSSES = ("standard", "chunked", "fused")
+OFFLOADS = ("none", "optimizer", "all")
+DPO_LOSSES = ("sigmoid", "hinge", "ipo")
+REPORT_TO = ("none", "tensorboard", "wandb")
+ENGINES = ("none", "deepspeed", "fsdp")
+FORMATS = ("auto", "alpaca", "sharegpt", "messages", "completion", "preference")
+
+MAX_SEQ_LEN = 1_048_576
+MAX_BATCH = 65_536
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: str
+    method: str = "lora"
+    task: str = "sft"
+    # shape of a step
+    batch: int = 1                 # micro-batch per GPU (DPO: pairs per GPU)
+    seq_len: int = 2048
+    grad_accum: int = 1
+    # adapters
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    targets: str = "all-linear"
+    virtual_tokens: int = 20
+    # numerics and memory switches
+    precision: str = "bf16"
+    optim: str = "adamw"
+    grad_ckpt: bool = False
+    loss: str = "standard"
+    attn: str = "sdpa"
+    # hardware
+    gpu: str = ""
+    gpus: int = 1
+    nodes: int = 1
+    zero: int = 0
+    offload: str = "none"
+    engine: str = "none"
+    # training
+    learning_rate: float = 2e-4
+    scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    epochs: float = 1.0
+    max_steps: int = 0             # 0: run the epochs
+    dpo_beta: float = 0.1
+    dpo_loss_type: str = "sigmoid"
+    # data and run
+    data: str = ""
+    data_format: str = "auto"
+    packing: bool = True
+    eval_fraction: float = 0.05
+    seed: int = 42
+    output_dir: str = "output"
+    run_name: str = "ftplan-run"
+    logging_steps: int = 1
+    save_steps: int = 100
+    eval_steps: int = 100
+    report_to: str = "none"
+
+    def with_(self, **changes) -> "Plan":
+        return replace(self, **changes)
+
+    @property
+    def world_size(self) -> int:
+        return self.gpus * self.nodes
+
+    @property
+    def is_peft(self) -> bool:
+        return self.method != "full"
+
+    @property
+    def effective_batch(self) -> int:
+        return self.batch * self.grad_accum * self.world_size
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Plan":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise PlanError(f"plan has unknown settings {', '.join(unknown)}; remove them or re-render with this ftplan")
+        if "model" not in d:
+            raise PlanError("plan has no model; set model = \"...\"")
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: Path) -> "Plan":
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise PlanError(f"{path} not found; render a run directory first (ftplan render -o DIR)") from None
+        except tomllib.TOMLDecodeError as e:
+            raise PlanError(f"{path} is not valid TOML ({e}); fix it or render again") from None
+        return cls.from_dict(data.get("plan", data))
+
+
+def _choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise PlanError(f"--{name.replace('_', '-')} {value!r} is not one of {', '.join(map(str, choices))}")
+
+
+def validate(plan: Plan, model=None) -> Plan:
+    """Check settings that cannot run; raise PlanError with the fix. Returns the plan."""
+    _choice("method", plan.method, METHODS)
+    _choice("task", plan.task, TASKS)
+    _choice("precision", plan.precision, PRECISIONS)
+    _choice("optim", plan.optim, OPTIMIZERS)
+    _choice("loss", plan.loss, LOSSES)
+    _choice("offload", plan.offload, OFFLOADS)
+    _choice("zero", plan.zero, (0, 1, 2, 3))
+    _choice("dpo_loss_type", plan.dpo_loss_type, DPO_LOSSES)
+    _choice("report_to", plan.report_to, REPORT_TO)
+    _choice("engine", plan.engine, ENGINES)
+    _choice("data_format", plan.data_format, FORMATS)
+    for name, low, high in (("batch", 1, MAX_BATCH), ("seq_len", 8, MAX_SEQ_LEN), ("grad_accum", 1, 1_000_000),
+                            ("gpus", 1, 1024), ("nodes", 1, 4096)):
+        value = getattr(plan, name)
+        if not isinstance(value, int) or not low <= value <= high:
+            flag = "--" + name.replace("_", "-")
+            raise PlanError(f"{flag} must be a whole number from {low} to {high:,} (got {value})")
+    if plan.method in ("lora", "qlora", "dora"):
+        if not 1 <= plan.rank <= 4096:
+            raise PlanError(f"--rank must be from 1 to 4096 (got {plan.rank})")
+        if not 0.0 <= plan.dropout < 1.0:
+            raise PlanError(f"--dropout must be in [0, 1) (got {plan.dropout})")
+    if plan.method == "prefix":
+        if not 1 <= plan.virtual_tokens <= 4096:
+            raise PlanError(f"--virtual-tokens must be from 1 to 4096 (got {plan.virtual_tokens})")
+        if plan.grad_ckpt:
+            raise PlanError("prefix tuning cannot use gradient checkpointing in PEFT (the prefix cache breaks the recompute); drop --grad-ckpt")
+    if plan.method == "qlora" and plan.precision != "bf16":
+        raise PlanError("QLoRA computes in bf16 over 4-bit weights; drop --precision or set it to bf16")
+    if plan.method != "full" and plan.precision == "mixed":
+        raise PlanError("--precision mixed (fp32 master weights) applies to full fine-tuning; adapters already train in fp32")
+    if plan.offload != "none" and plan.zero == 0 and plan.engine != "fsdp":
+        raise PlanError("--offload needs ZeRO sharding; add --zero 2 or --zero 3 (or --engine fsdp)")
+    if plan.offload == "all" and plan.zero != 3 and plan.engine != "fsdp":
+        raise PlanError("--offload all (parameters too) needs --zero 3; use --offload optimizer with stage 1 or 2")
+    if plan.method == "qlora" and plan.zero == 3:
+        raise PlanError("QLoRA with ZeRO-3 is not supported by our scripts (4-bit weights cannot be sharded by DeepSpeed here); use --zero 2 or FSDP")
+    if not 0 < plan.learning_rate < 1:
+        raise PlanError(f"learning rate must be between 0 and 1 (got {plan.learning_rate})")
+    if not 0.0 <= plan.eval_fraction < 0.5:
+        raise PlanError(f"eval fraction must be in [0, 0.5) (got {plan.eval_fraction})")
+    if plan.max_steps < 0 or plan.epochs <= 0:
+        raise PlanError("epochs must be positive and max_steps zero or positive")
+    if model is not None:
+        _validate_against_model(plan, model)
+    return plan
+
+
+def _validate_against_model(plan: Plan, model) -> None:
+    if plan.method in ("lora", "qlora", "dora"):
+        modules = model.target_modules(plan.targets)
+        narrowest = min(min(model.module_shape(m)[:2]) for m in modules)
+        if plan.rank > narrowest:
+            raise PlanError(
+                f"--rank {plan.rank} is larger than the narrowest adapted layer of {model.name} ({narrowest}); "
+                f"use a rank of at most {narrowest}"
+            )
+    elif plan.method == "ia3":
+        model.target_modules(plan.targets)

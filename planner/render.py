@@ -1,0 +1,161 @@
+"""Render a plan into a run directory from the Jinja templates in templates/.
+
+User strings reach the files only through three filters: `py` (a Python literal via
+repr), `sh` (shlex.quote) and `comment` (escaped to one line), so no model id, path or
+field can break or inject code into a rendered file."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from planner import knowledge, memory
+from planner.errors import RenderError
+from planner.models import ModelSpec, family_table
+from planner.plan import Plan, validate
+
+SUPPORTED = {"transformers": ("5.0", "6.0"), "peft": ("0.17", "1.0"), "torch": ("2.4", "3.0"),
+             "bitsandbytes": ("0.45", "1.0")}
+FILES = ("train.py", "launch.sh", "merge.py")
+
+
+def py_literal(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(py_literal(v) for v in value) + "]"
+    if isinstance(value, (str, bool, int, float)) or value is None:
+        return repr(value)
+    raise RenderError(f"cannot render a {type(value).__name__} as a Python literal")
+
+
+def one_line(value) -> str:
+    """Text safe inside a # comment or a TOML comment: control characters escaped."""
+    return repr(str(value))[1:-1]
+
+
+def toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise RenderError(f"cannot write a {type(value).__name__} to plan.toml")
+
+
+def plan_toml(plan: Plan, extra: dict) -> str:
+    lines = ["# Everything needed to render this run again: ftplan render --plan plan.toml -o DIR", "", "[plan]"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in plan.as_dict().items()]
+    lines += ["", "[render]"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def environment():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(knowledge.templates_dir())),
+                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False)
+    env.filters["py"] = py_literal
+    env.filters["sh"] = lambda v: shlex.quote(str(v))
+    env.filters["comment"] = one_line
+    return env
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    run_dir: Path
+    files: tuple[Path, ...]
+    next_steps: str
+
+
+def check_versions() -> list[str]:
+    """Installed library versions outside the range the templates were written for."""
+    from importlib import metadata
+
+    problems = []
+    for name, (low, high) in SUPPORTED.items():
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        key = tuple(int(p) for p in version.split("+")[0].split(".")[:2] if p.isdigit())
+        if not (tuple(map(int, low.split("."))) <= key < tuple(map(int, high.split(".")))):
+            problems.append(f"{name} {version} is outside the supported {low} to <{high}")
+    return problems
+
+
+def next_steps(plan: Plan, run_dir: Path, model_path: str) -> str:
+    final = run_dir / plan.output_dir / "final"
+    merged = run_dir / plan.output_dir / "merged"
+    q = shlex.quote
+    lines = ["After training:"]
+    if plan.method in ("lora", "qlora", "dora", "ia3"):
+        lines += [f"  merge the adapter:      python3 {q(str(run_dir / 'merge.py'))}",
+                  f"  serve merged (vLLM):    vllm serve {q(str(merged))} --dtype bfloat16",
+                  f"  serve base + adapter:   vllm serve {q(model_path)} --enable-lora --lora-modules ft={q(str(final))}"]
+        if plan.method == "ia3":
+            lines.pop()  # vLLM serves LoRA adapters only
+        gguf_from = merged
+    elif plan.method == "prefix":
+        lines += [f"  load it:                PeftModel.from_pretrained(base, {str(final)!r}) (prefix tuning does not merge)"]
+        gguf_from = None
+    else:
+        lines += [f"  serve it (vLLM):        vllm serve {q(str(final))} --dtype bfloat16"]
+        gguf_from = final
+    if gguf_from is not None:
+        lines += [f"  convert to GGUF:        python llama.cpp/convert_hf_to_gguf.py {q(str(gguf_from))} "
+                  f"--outfile model.gguf --outtype q8_0   (then llama-quantize model.gguf model-q4_k_m.gguf Q4_K_M)"]
+    return "\n".join(lines)
+
+
+def render(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, data_path: str, data_format: str,
+           command: str, estimate: memory.Estimate | None = None, recommendations=(), force: bool = False) -> RenderResult:
+    validate(plan, model)
+    if plan.world_size > 1 or plan.zero or plan.engine != "none":
+        raise RenderError("multi-GPU and ZeRO/FSDP rendering is not available yet; render a single-GPU plan (--gpus 1 --zero 0)")
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()) and not force:
+        raise RenderError(f"{run_dir} exists and is not empty; choose another -o or pass --force to overwrite its scripts")
+    if (run_dir / "status.json").exists() and json.loads((run_dir / "status.json").read_text()).get("state") == "running":
+        raise RenderError(f"{run_dir} has a run in progress; wait for it or render elsewhere")
+    fam = family_table(model.family)
+    targets = model.target_modules(plan.targets) if plan.method in ("lora", "qlora", "dora") else (
+        list(fam["ia3"]) if plan.targets in ("all-linear", "attention") else model.target_modules(plan.targets))
+    est_lines, est_total, est_gpu = [], "not estimated (no GPU given)", "-"
+    if estimate is not None:
+        est_total = f"{estimate.total_bytes / 2**30:.2f} GiB"
+        if estimate.gpu is not None:
+            est_gpu = estimate.gpu.name
+            est_total += f" of {estimate.gpu.memory_bytes / 2**30:.2f} GiB: {'fits' if estimate.fits else 'DOES NOT FIT'}"
+        est_lines = [f"{t.name:<22} {t.bytes / 2**30:7.2f} GiB  {t.detail}" for t in estimate.terms]
+    rule_lines = [f"{r.setting} = {r.value}  [{r.rule_id}] {r.why} ({r.source})" for r in recommendations] or \
+        ["(settings given on the command line; run ftplan recommend for rule-backed values)"]
+    ctx = dict(
+        plan=plan, model_path=model_path, data_path=str(Path(data_path).resolve()), data_format=data_format,
+        run_dir=str(run_dir), command=command, estimate_lines=est_lines, estimate_total=est_total,
+        estimate_gpu=est_gpu, rule_lines=rule_lines, target_modules=targets,
+        ia3_feedforward=[m for m in fam.get("ia3_feedforward", ()) if m in targets],
+        loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"],
+        title=f"{plan.task.upper()} {plan.method} fine-tune of {model.name}",
+    )
+    env = environment()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in FILES:
+        text = env.get_template(f"{name}.j2").render(**ctx)
+        path = run_dir / name
+        path.write_text(text)
+        if name.endswith(".sh"):
+            path.chmod(0o755)
+        written.append(path)
+    steps = next_steps(plan, run_dir.resolve(), model_path)
+    (run_dir / "plan.toml").write_text(plan_toml(plan, {"model_path": model_path, "data_path": ctx["data_path"],
+                                                        "data_format": data_format, "command": command}))
+    (run_dir / "NEXT_STEPS.txt").write_text(steps + "\n")
+    written += [run_dir / "plan.toml", run_dir / "NEXT_STEPS.txt"]
+    return RenderResult(run_dir, tuple(written), steps)

@@ -1,0 +1,135 @@
+"""Run a rendered directory's launch.sh as a subprocess and turn its output into events.
+
+The script's JSON lines (stdout) are the metrics; everything else goes to stdout.log and
+stderr.log in the run directory; status.json records the state. Ctrl-C is passed to the
+script, which saves a checkpoint and exits 130."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from planner.errors import RunError
+from runner import diagnose, status
+from runner.events import Checkpoint, Eval, Finished, LogLine, Metric, Started
+
+OUTPUTS = ("metrics.jsonl", "stdout.log", "stderr.log", "checkpoints", "output", "status.json")
+
+
+def _check_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    if not (run_dir / "launch.sh").is_file():
+        raise RunError(f"{run_dir} has no launch.sh; render a run directory first (ftplan render -o {run_dir})")
+    if status.is_running(run_dir):
+        raise RunError(f"{run_dir} is already running (pid {status.read(run_dir).get('runner_pid')}); wait, or stop that run first")
+    has_outputs = any((run_dir / name).exists() for name in ("metrics.jsonl", "checkpoints", "output"))
+    if resume:
+        if not any((run_dir / "checkpoints").glob("step-*")):
+            raise RunError(f"{run_dir} has no checkpoint to resume from; run it without --resume")
+    elif has_outputs and not force:
+        raise RunError(f"{run_dir} already has run outputs; resume with --resume, or pass --force to start over (deletes them)")
+
+
+def _clear_outputs(run_dir: Path) -> None:
+    for name in OUTPUTS:
+        p = run_dir / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def run(run_dir: str | Path, resume: bool = False, force: bool = False, env: dict | None = None) -> Iterator:
+    """Yield events until the script ends; the last is Finished. Interrupting the consumer
+    (KeyboardInterrupt) forwards SIGINT to the script and still ends with Finished."""
+    run_dir = Path(run_dir).resolve()
+    _check_dir(run_dir, resume, force)
+    if force and not resume:
+        _clear_outputs(run_dir)
+    cmd = ["bash", str(run_dir / "launch.sh")] + (["--resume"] if resume else [])
+    child_env = {**os.environ, "PYTHON": sys.executable, "PYTHONUNBUFFERED": "1", **(env or {})}
+    stdout_log = open(run_dir / "stdout.log", "a")
+    stderr_log = open(run_dir / "stderr.log", "a")
+    proc = subprocess.Popen(cmd, cwd=run_dir, stdout=subprocess.PIPE, stderr=stderr_log, text=True,
+                            env=child_env, start_new_session=True)
+    status.write(run_dir, state="running", runner_pid=os.getpid(), pid=proc.pid, started=status.now(),
+                 ended=None, exit_code=None, resume=resume)
+    metrics: list[dict] = []
+    last_step = 0
+    interrupted = False
+    try:
+        try:
+            for line in proc.stdout:
+                stdout_log.write(line)
+                stdout_log.flush()
+                event = _parse(line)
+                if event is None:
+                    yield LogLine(line.rstrip("\n"))
+                    continue
+                metrics.append(event)
+                kind = event.get("event")
+                if kind == "start":
+                    yield Started(event.get("total_steps", 0), event.get("start_step", 0), event)
+                elif kind == "step":
+                    last_step = event["step"]
+                    yield Metric(event["step"], event.get("total_steps", 0), event)
+                elif kind == "eval":
+                    yield Eval(event["step"], event["eval_loss"])
+                elif kind == "checkpoint":
+                    yield Checkpoint(event["step"], event["path"], event.get("reason", ""))
+        except KeyboardInterrupt:
+            interrupted = True
+            _interrupt(proc)
+            for line in proc.stdout:  # drain: the script logs its checkpoint on the way out
+                stdout_log.write(line)
+                event = _parse(line)
+                if event:
+                    metrics.append(event)
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            _interrupt(proc)
+            proc.wait()
+        stdout_log.close()
+        stderr_log.close()
+    code = proc.returncode
+    state = "succeeded" if code == 0 else ("interrupted" if code == 130 or interrupted else "failed")
+    log_text = (run_dir / "stderr.log").read_text(errors="replace")[-200_000:]
+    diag = diagnose.diagnose(run_dir, code, log_text, metrics) if state != "succeeded" else None
+    if state == "interrupted" and diag and diag.failure_id == "unknown":
+        diag = None
+    finished = next((m for m in reversed(metrics) if m.get("event") == "finished"), {})
+    status.write(run_dir, state=state, exit_code=code, ended=status.now(), last_step=last_step,
+                 diagnosis=diag.__dict__ if diag else None)
+    yield Finished(state, code, last_step, diag, finished.get("output", ""))
+
+
+def _parse(line: str) -> dict | None:
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+def _interrupt(proc: subprocess.Popen) -> None:
+    """SIGINT to the script's process group; it checkpoints and exits. SIGKILL after 10 min."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    def _kill_later():
+        try:
+            proc.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    threading.Thread(target=_kill_later, daemon=True).start()

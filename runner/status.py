@@ -1,0 +1,51 @@
+"""status.json of a run directory: state, pid, exit code, start and end times."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+STATES = ("running", "succeeded", "failed", "interrupted")
+
+
+def path(run_dir: Path) -> Path:
+    return Path(run_dir) / "status.json"
+
+
+def read(run_dir: Path) -> dict:
+    p = path(run_dir)
+    if not p.exists():
+        return {}
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError:
+        return {}
+
+
+def write(run_dir: Path, **fields) -> dict:
+    data = {**read(run_dir), **fields}
+    p = path(run_dir)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, p)  # readers never see half a file
+    return data
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def is_running(run_dir: Path) -> bool:
+    """A live process owns this directory (a stale 'running' from a crash does not count)."""
+    st = read(run_dir)
+    if st.get("state") != "running" or not st.get("runner_pid"):
+        return False
+    try:
+        os.kill(int(st["runner_pid"]), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
