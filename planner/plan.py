@@ -74,6 +74,7 @@ class Plan:
     save_steps: int = 100
     eval_steps: int = 100
     report_to: str = "none"
+    save_final: bool = True        # False: skip the final checkpoint and model save (benchmarks)
 
     def with_(self, **changes) -> "Plan":
         return replace(self, **changes)

@@ -1,0 +1,22 @@
+"""Catalog models as Hugging Face configs, for random-init checkpoints on the GPU."""
+
+from planner.models import ModelSpec
+
+MODEL_TYPE = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "qwen3": "qwen3", "phi3": "phi3",
+              "gpt_neox": "gpt_neox"}
+
+
+def hf_config(spec: ModelSpec):
+    from transformers import AutoConfig
+
+    if spec.family == "gemma":
+        model_type = "gemma3_text" if spec.qk_norm else "gemma2"
+    else:
+        model_type = MODEL_TYPE[spec.family]
+    kw = dict(hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
+              intermediate_size=spec.intermediate_size, vocab_size=spec.vocab_size,
+              tie_word_embeddings=spec.tied_embeddings, max_position_embeddings=16384,
+              bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    if model_type != "gpt_neox":
+        kw.update(num_key_value_heads=spec.num_kv_heads, head_dim=spec.head_dim)
+    return AutoConfig.for_model(model_type, **kw)
