@@ -147,8 +147,13 @@ class ModelSpec:
         names = [t.strip() for t in targets.split(",") if t.strip()]
         if not names:
             raise ModelError("--targets is empty; use attention, all-linear or a comma list of module names")
+        known = set(fam["attention"]) | set(fam["mlp"])
         for n in names:
-            self.module_shape(n)
+            if n not in known:
+                raise ModelError(
+                    f"{self.name} has no linear layer named {n!r}; use --targets attention, all-linear, "
+                    f"or a comma list of {', '.join(sorted(known))}"
+                )
         return names
 
     def as_dict(self) -> dict:

@@ -150,6 +150,10 @@ def validate(plan: Plan, model=None) -> Plan:
             raise PlanError(f"--virtual-tokens must be from 1 to 4096 (got {plan.virtual_tokens})")
         if plan.grad_ckpt:
             raise PlanError("prefix tuning cannot use gradient checkpointing in PEFT (the prefix cache breaks the recompute); drop --grad-ckpt")
+    if plan.loss != "standard" and plan.method == "prefix":
+        raise PlanError("prefix tuning injects its prefix through PEFT's forward, which the chunked and fused losses bypass; use --loss standard")
+    if plan.loss == "fused" and plan.task == "dpo":
+        raise PlanError("the fused (Liger) loss computes cross-entropy, not DPO's log-probabilities; use --loss chunked for DPO")
     if plan.method == "qlora" and plan.precision != "bf16":
         raise PlanError("QLoRA computes in bf16 over 4-bit weights; drop --precision or set it to bf16")
     if plan.method != "full" and plan.precision == "mixed":

@@ -20,57 +20,63 @@ def _make(row: dict, advice: list[str]) -> Diagnosis:
 
 
 def metric_signal(metrics: list[dict]) -> str | None:
-    """nan_loss, loss_spike (a step's loss 3x the running minimum after warmup), or None."""
+    """nan_loss, loss_spike (the last loss over 3x the lowest before it and above the first), or None."""
     losses = [m["loss"] for m in metrics if m.get("event") == "step" and "loss" in m]
     if any(not math.isfinite(x) for x in losses):
         return "nan_loss"
     if len(losses) >= 5:
-        low = min(losses[: len(losses) // 2] or losses)
+        low = min(losses[:-1])
         if losses[-1] > 3 * max(low, 1e-6) and losses[-1] > losses[0]:
             return "loss_spike"
     return None
 
 
+GENERIC_OOM = "lower --batch (raise --grad-accum to keep the effective batch), turn on --grad-ckpt, or use QLoRA"
+# Changes tried in order of what they cost: speed first kept, then precision.
+OOM_CHANGES = (
+    ("smaller micro-batch", {}),
+    ("--grad-ckpt", {"grad_ckpt": True}),
+    ("--loss chunked", {"loss": "chunked"}),
+    ("--grad-ckpt --loss chunked", {"grad_ckpt": True, "loss": "chunked"}),
+    ("--method qlora --grad-ckpt", {"method": "qlora", "precision": "bf16", "grad_ckpt": True}),
+)
+
+
 def oom_advice(plan_path: Path) -> list[str]:
-    """Concrete changes that fit, computed by the estimator for this run's plan and GPU."""
+    """Changes that fit, computed by the estimator for this run's plan and GPU: each change set
+    with the largest micro-batch (up to the plan's) that fits, accumulation keeping the effective batch."""
     from planner import hardware, memory, models
     from planner.plan import Plan
 
     try:
         plan = Plan.load(plan_path)
-        model = models.resolve(plan.model) if not Path(plan.model).exists() else models.resolve(plan.model)
+        model = models.resolve(plan.model)
     except Exception:
-        return ["lower --batch (raise --grad-accum to keep the effective batch), turn on --grad-ckpt, or use QLoRA"]
+        return [GENERIC_OOM]
     gpu = hardware.find(plan.gpu) if plan.gpu else None
     if gpu is None:
         det = hardware.detect()
         gpu = hardware.spec_for_detected(det.gpus[0]) if det.gpus else None
     if gpu is None:
-        return ["lower --batch (raise --grad-accum to keep the effective batch), turn on --grad-ckpt, or use QLoRA"]
+        return [GENERIC_OOM]
     cap = gpu.memory_bytes
-    options = []
     effective = plan.batch * plan.grad_accum
-    for b in range(plan.batch - 1, 0, -1):
-        trial = plan.with_(batch=b, grad_accum=max(1, math.ceil(effective / b)))
-        if memory.total_bytes(model, trial) <= cap:
-            options.append(f"--batch {b} --grad-accum {trial.grad_accum} (same effective batch): "
-                           f"{memory.total_bytes(model, trial) / 2**30:.1f} GiB of {cap / 2**30:.1f}")
+    options = []
+    for label, change in OOM_CHANGES:
+        if plan.method == "prefix" and (change.get("grad_ckpt") or change.get("loss")):
+            continue
+        if change.get("method") == "qlora" and plan.method in ("qlora", "prefix", "ia3"):
+            continue
+        trial = plan.with_(**change)
+        top = min(memory.max_micro_batch(model, trial, cap), plan.batch - (0 if change else 1))
+        if top < 1:
+            continue
+        trial = trial.with_(batch=top, grad_accum=max(1, math.ceil(effective / top)))
+        flags = f"{label if change else ''} --batch {top} --grad-accum {trial.grad_accum}".strip()
+        options.append(f"{flags}: {memory.total_bytes(model, trial) / 2**30:.1f} GiB of {cap / 2**30:.1f} GiB "
+                       f"({gpu.name}), same effective batch")
+        if len(options) == 3:
             break
-    if not plan.grad_ckpt and plan.method != "prefix":
-        t = plan.with_(grad_ckpt=True)
-        total = memory.total_bytes(model, t)
-        if total <= cap:
-            options.append(f"--grad-ckpt: {total / 2**30:.1f} GiB of {cap / 2**30:.1f}")
-    if plan.loss == "standard" and plan.method != "prefix":
-        t = plan.with_(loss="chunked")
-        total = memory.total_bytes(model, t)
-        if total <= cap:
-            options.append(f"--loss chunked: {total / 2**30:.1f} GiB of {cap / 2**30:.1f}")
-    if plan.method in ("lora", "dora", "full"):
-        t = plan.with_(method="qlora", precision="bf16", grad_ckpt=True)
-        total = memory.total_bytes(model, t)
-        if total <= cap:
-            options.append(f"--method qlora --grad-ckpt: {total / 2**30:.1f} GiB of {cap / 2**30:.1f}")
     options.append("more GPUs: ftplan recommend --gpus N shows the ZeRO stage and count that fit")
     return options
 

@@ -71,13 +71,16 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
 
 def resolve_gpu(args) -> tuple[hardware.GpuSpec | None, int, str]:
     """(gpu, gpus per node, note). --gpu wins; else NVML; else no GPU (fits unknown)."""
+    given = getattr(args, "gpus", None)
+    if given is not None and given < 1:
+        raise HardwareError(f"--gpus must be at least 1 (got {given}); plan for CPU-only hosts with --gpu NAME --gpus 1")
     if args.gpu:
         gpu = hardware.resolve(args.gpu)
-        return gpu, args.gpus or 1, ""
+        return gpu, given or 1, ""
     det = hardware.detect()
     if det.gpus:
-        return hardware.spec_for_detected(det.gpus[0]), args.gpus or len(det.gpus), f"detected {len(det.gpus)} x {det.gpus[0].name}"
-    return None, args.gpus or 1, det.problem
+        return hardware.spec_for_detected(det.gpus[0]), given or len(det.gpus), f"detected {len(det.gpus)} x {det.gpus[0].name}"
+    return None, given or 1, det.problem
 
 
 def plan_from_args(args, model: models.ModelSpec, **overrides) -> Plan:

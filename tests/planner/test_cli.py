@@ -1,0 +1,82 @@
+"""The CLI contract: JSON fields, one-line errors with exit code 2, no torch on the estimate path."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from planner.cli.main import main
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "planner", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "PYTHONPATH": str(ROOT)})
+
+
+def test_estimate_json_contract():
+    out = cli("estimate", "--model", "Llama-3.1-8B", "--method", "qlora", "--batch", "4", "--grad-ckpt",
+              "--gpu", "H100-SXM", "--json")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert sum(d["breakdown"].values()) == d["total_bytes"]
+    assert d["fits"] is True and d["gpu"]["name"] == "H100-SXM" and d["max_micro_batch"] >= 4
+
+
+def test_estimate_does_not_import_torch_or_transformers():
+    code = subprocess.run([sys.executable, "-c", (
+        "import sys; from planner.cli.main import main;"
+        "rc = main(['estimate', '--model', 'Qwen2.5-7B', '--method', 'lora', '--gpu', 'L4', '--json']);"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'peft', 'trl')];"
+        "print(bad, file=sys.stderr); sys.exit(rc or (3 if bad else 0))")], capture_output=True, text=True, cwd=ROOT)
+    assert code.returncode == 0, code.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("estimate", "--model", "Lama-3-8B"), "did you mean"),
+    (("estimate", "--model", "Llama-3.1-8B", "--batch", "0"), "--batch"),
+    (("estimate", "--model", "Llama-3.1-8B", "--seq-len", "-5"), "--seq-len"),
+    (("estimate", "--model", "Llama-3.1-8B", "--rank", "2048", "--targets", "k_proj"), "larger than"),
+    (("estimate", "--model", "Llama-3.1-8B", "--method", "qlora", "--precision", "mixed"), "QLoRA"),
+    (("estimate", "--model", "Llama-3.1-8B", "--gpus", "0"), "--gpus"),
+    (("estimate", "--model", "Llama-3.1-8B", "--gpu", "H1OO"), "unknown GPU"),
+    (("estimate", "--model", "Llama-3.1-8B", "--method", "magic"), "invalid choice"),
+    (("estimate", "--model", "99999B"), "outside"),
+    (("recommend", "--model", "Llama-3.1-8B", "--gpu", "L4", "--examples", "0"), "--examples"),
+    (("run", "/nonexistent/run"), "no launch.sh"),
+    (("data", "/nonexistent.jsonl"), "no such dataset"),
+])
+def test_bad_input_is_one_line_exit_2(args, needle):
+    out = cli(*args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ftplan: error:") and needle in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_malformed_config_json_is_one_line(tmp_path):
+    (tmp_path / "config.json").write_text("{oops")
+    out = cli("estimate", "--model", str(tmp_path / "config.json"))
+    assert out.returncode == 2 and "malformed config.json" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_gpus_and_models_json():
+    g = json.loads(cli("gpus", "--json").stdout)
+    assert len(g["catalog"]) >= 15 and "problem" in g["detected"]
+    m = json.loads(cli("models", "--json").stdout)
+    assert len(m) >= 25 and all("total_params" in x for x in m)
+
+
+def test_recommend_json_names_rules():
+    out = cli("recommend", "--model", "Llama-3.1-8B", "--gpu", "A10G", "--examples", "3000", "--json")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert all(r["rule"] and r["source"] for r in d["recommendations"])
+    assert d["estimate"]["fits"] is True
+
+
+def test_checklist_cli():
+    d = json.loads(cli("checklist", "--yes", "prompt_fails", "enough_data", "--json").stdout)
+    assert d["verdict"]["approach"] == "finetune"
