@@ -7,5 +7,7 @@ def launch() -> int:
     try:
         from planner.tui.app import run_app
     except ImportError as e:
-        raise FtplanError(f"the wizard needs textual ({e.name}); pip install textual, or use the subcommands (ftplan --help)") from None
+        if (e.name or "").startswith("textual"):
+            raise FtplanError("the wizard needs textual: pip install textual, or use the subcommands (ftplan --help)") from None
+        raise FtplanError(f"ftplan's wizard is incomplete ({e.name} missing); reinstall ftplan") from None
     return run_app()

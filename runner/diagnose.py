@@ -32,20 +32,11 @@ def metric_signal(metrics: list[dict]) -> str | None:
 
 
 GENERIC_OOM = "lower --batch (raise --grad-accum to keep the effective batch), turn on --grad-ckpt, or use QLoRA"
-# Changes tried in order of what they cost: speed first kept, then precision.
-OOM_CHANGES = (
-    ("smaller micro-batch", {}),
-    ("--grad-ckpt", {"grad_ckpt": True}),
-    ("--loss chunked", {"loss": "chunked"}),
-    ("--grad-ckpt --loss chunked", {"grad_ckpt": True, "loss": "chunked"}),
-    ("--method qlora --grad-ckpt", {"method": "qlora", "precision": "bf16", "grad_ckpt": True}),
-)
 
 
 def oom_advice(plan_path: Path) -> list[str]:
-    """Changes that fit, computed by the estimator for this run's plan and GPU: each change set
-    with the largest micro-batch (up to the plan's) that fits, accumulation keeping the effective batch."""
-    from planner import hardware, memory, models
+    """Concrete changes that fit, computed by the estimator for this run's plan and GPU."""
+    from planner import fixes, hardware, models
     from planner.plan import Plan
 
     try:
@@ -59,26 +50,8 @@ def oom_advice(plan_path: Path) -> list[str]:
         gpu = hardware.spec_for_detected(det.gpus[0]) if det.gpus else None
     if gpu is None:
         return [GENERIC_OOM]
-    cap = gpu.memory_bytes
-    effective = plan.batch * plan.grad_accum
-    options = []
-    for label, change in OOM_CHANGES:
-        if plan.method == "prefix" and (change.get("grad_ckpt") or change.get("loss")):
-            continue
-        if change.get("method") == "qlora" and plan.method in ("qlora", "prefix", "ia3"):
-            continue
-        trial = plan.with_(**change)
-        top = min(memory.max_micro_batch(model, trial, cap), plan.batch - (0 if change else 1))
-        if top < 1:
-            continue
-        trial = trial.with_(batch=top, grad_accum=max(1, math.ceil(effective / top)))
-        flags = f"{label if change else ''} --batch {top} --grad-accum {trial.grad_accum}".strip()
-        options.append(f"{flags}: {memory.total_bytes(model, trial) / 2**30:.1f} GiB of {cap / 2**30:.1f} GiB "
-                       f"({gpu.name}), same effective batch")
-        if len(options) == 3:
-            break
-    options.append("more GPUs: ftplan recommend --gpus N shows the ZeRO stage and count that fit")
-    return options
+    options = [f.describe(gpu) for f in fixes.fitting_changes(model, plan, gpu)]
+    return options + ["more GPUs: ftplan recommend --gpus N shows the ZeRO stage and count that fit"]
 
 
 def diagnose(run_dir: Path, exit_code: int, log_text: str, metrics: list[dict]) -> Diagnosis | None:

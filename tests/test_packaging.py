@@ -17,6 +17,7 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "planner/_knowledge/models.toml" in names and "planner/_templates/train.py.j2" in names
     assert "runner/data/instructions.jsonl" in names
+    assert "planner/tui/app.tcss" in names and "planner/tui/screens/run.py" in names
     venv = tmp_path / "venv"
     # system site packages provide rich/jinja2/textual; ftplan itself comes only from the wheel
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)

@@ -1,0 +1,1 @@
+"""The Textual wizard. Imported only when `ftplan` runs with no arguments."""
