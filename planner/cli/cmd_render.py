@@ -55,7 +55,12 @@ def run(args) -> int:
     stats = data.inspect(data_path, task=plan.task, data_format=plan.data_format if plan.data_format != "auto" else args.data_format,
                          model_path=model_path if Path(model_path).is_dir() else None)
     plan = plan.with_(data=str(Path(data_path).resolve()), data_format=stats.format)
-    gpu, gpus, note = A.resolve_gpu(args) if not args.plan or args.gpu else (None, plan.gpus, "")
+    if args.plan and not args.gpu:
+        from planner import hardware
+
+        gpu, note = (hardware.find(plan.gpu) if plan.gpu else None), ""
+    else:
+        gpu, _, note = A.resolve_gpu(args)
     if gpu is not None:
         plan = plan.with_(gpu=gpu.name)
     est = memory.estimate(model, plan, gpu)
