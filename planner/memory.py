@@ -28,6 +28,7 @@ class Term:
     bytes: int
     detail: str
     source: str
+    at_peak: bool = True  # False: this memory exists in another phase of the step, not at its peak
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,13 @@ class Estimate:
     host_ram_bytes: int
     max_micro_batch: int | None
     assumptions: tuple[str, ...] = ()
+    peak_phase: str = ""
 
     @property
     def total_bytes(self) -> int:
-        return sum(t.bytes for t in self.terms)
+        return sum(t.bytes for t in self.terms if t.at_peak)
+
+
 
     @property
     def fits(self) -> bool | None:
@@ -53,8 +57,12 @@ class Estimate:
     def headroom_bytes(self) -> int | None:
         return None if self.gpu is None else self.gpu.memory_bytes - self.total_bytes
 
-    def breakdown(self) -> dict[str, int]:
+    def term_bytes(self) -> dict[str, int]:
+        """Every term's size, including those alive only outside the peak phase."""
         return {t.name: t.bytes for t in self.terms}
+
+    def breakdown(self) -> dict[str, int]:
+        return {t.name: t.bytes for t in self.terms if t.at_peak}
 
     def as_dict(self) -> dict:
         return {
@@ -73,6 +81,7 @@ class Estimate:
             "host_ram_bytes": self.host_ram_bytes,
             "predicts": "per-GPU peak as nvidia-smi shows it: torch reserved + CUDA context",
             "assumptions": list(self.assumptions),
+            "peak_phase": self.peak_phase,
         }
 
 
@@ -246,81 +255,177 @@ def tokens_per_step(plan: Plan) -> int:
     return rows * (plan.seq_len + (plan.virtual_tokens if plan.method == "prefix" else 0))
 
 
+# Which tensor a linear layer reads: layers of one group read the same tensor.
+INPUT_GROUP = {
+    "q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "qkv_proj": "attn_in",
+    "query_key_value": "attn_in", "c_attn": "attn_in",
+    "o_proj": "attn_out", "dense": "attn_out", "c_proj": "attn_out",
+    "gate_proj": "mlp_in", "up_proj": "mlp_in", "gate_up_proj": "mlp_in", "dense_h_to_4h": "mlp_in",
+    "fc1": "mlp_in", "c_fc": "mlp_in", "w1": "mlp_in", "w3": "mlp_in",
+    "down_proj": "mlp_mid", "dense_4h_to_h": "mlp_mid", "fc2": "mlp_mid", "w2": "mlp_mid",
+}
+
+
+def _all_linear(model: ModelSpec) -> list[str]:
+    from planner.models import family_table
+
+    fam = family_table(model.family)
+    return list(fam["attention"]) + list(fam["mlp"])
+
+
+def _group_width(model: ModelSpec, group: str, inter: int) -> int:
+    return {"attn_in": model.hidden_size, "attn_out": model.q_width, "mlp_in": model.hidden_size,
+            "mlp_mid": inter}[group]
+
+
+def effective_attention(model: ModelSpec, plan: Plan) -> str:
+    """The attention kernel the script gets: Gemma 2's logit soft-capping has no sdpa path in
+    transformers 5 (Gemma2 raises on sdpa), so its scripts run eager attention."""
+    if plan.attn == "sdpa" and model.family == "gemma" and not model.qk_norm:
+        return "eager"
+    return plan.attn
+
+
 def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     """Bytes one decoder layer saves for backward per token, without checkpointing.
 
-    Korthikanti et al. 2022 (table 2) count 34·h bytes per token for a GPT block with flash
-    attention; we count the HF Llama-style block term by term (knowledge/memory.toml
-    [activations]): both norms (fp32 upcast), the inputs of trainable or adapted linear
-    layers, sdpa's q/k/v/out, the MLP's intermediate tensors, and LoRA's input copies,
-    dropout masks and DoRA's extra outputs."""
+    Counted tensor by tensor from what autograd keeps in the transformers 5 blocks (the
+    saved-tensor census in bench/census.py measures it; tests/planner/test_activation_census.py
+    holds this formula to it for every family): the norms' fp32 upcast inputs, sdpa's q, k,
+    v, output and log-sum-exp, the MLP's gate/up/activation outputs, and the inputs a
+    linear layer keeps for its weight gradient. A frozen linear keeps nothing; a LoRA layer
+    on a bf16 base keeps its own bf16 copy of its input (PEFT casts the input to the fp32
+    adapter dtype and autocast casts it back: a new tensor per layer); on a 4-bit base
+    (QLoRA) PEFT skips that cast under autocast, so the layers of a group share one tensor.
+    Korthikanti et al. 2022 (table 2) count the same way for a GPT block (34 h B/token)."""
     a = _k("activations")
     h, q, kv = model.hidden_size, model.q_width, model.kv_width
     inter = model.moe_intermediate_size * model.experts_per_token if model.is_moe else model.intermediate_size
-    adapted = set(model.target_modules(plan.targets)) if plan.method in ("lora", "qlora", "dora") else set()
-    trainable_base = plan.method == "full"
+    full = plan.method == "full"
+    adapters = plan.method in ("lora", "qlora", "dora")
+    adapted = model.target_modules(plan.targets) if adapters else []
+    modules = _all_linear(model)
 
-    def keeps_input(module: str) -> bool:
-        return trainable_base or module in adapted or plan.method == "ia3"
+    from planner.models import family_table
 
-    fam_attn = ["q_proj", "k_proj", "v_proj", "o_proj"] if model.family not in ("phi3", "gpt_neox", "falcon") \
-        else (["qkv_proj", "o_proj"] if model.family == "phi3" else ["query_key_value", "dense"])
-    b = model.norms_per_layer * a["norm_per_hidden"] * h
-    # q/k/v share one input tensor; it is kept if any of them needs it
-    if any(keeps_input(m) for m in fam_attn[:-1]):
-        b += a["linear_input_per_width"] * h
-    b += a["attention_qkv_out"] * (2 * q + 2 * kv)
-    if keeps_input(fam_attn[-1]):
-        b += a["linear_input_per_width"] * q
-    mlp_in = {"gated": ("gate_proj", "down_proj"), "plain": ("dense_h_to_4h", "dense_4h_to_h")}[model.mlp]
-    if trainable_base or adapted or plan.method == "ia3":
-        b += a["linear_input_per_width"] * h  # MLP input
-    b += (a["gated_mlp_per_intermediate"] if model.mlp == "gated" else a["plain_mlp_per_intermediate"]) * inter
-    if keeps_input(mlp_in[1]) or any(m in adapted for m in ("down_proj", "dense_4h_to_h", "w2")):
+    table = family_table(model.family)
+    norm_weight = 0.0
+    if full:  # a trainable norm weight keeps the normalised tensor: bf16, or fp32 where the norm computes in fp32
+        norm_weight = a["norm_weight_input_per_hidden"] * (2 if plan.precision != "bf16" or table.get("norm_weight_fp32") else 1)
+    per_norm = a["rmsnorm_input_per_hidden"] if model.norm == "rmsnorm" else a["layernorm_input_per_hidden"]
+    b = model.norms_per_layer * (per_norm + norm_weight) * h
+    if model.qk_norm:
+        b += (a["rmsnorm_input_per_hidden"] + norm_weight) * (q + kv)
+    b += a["attention_qkv_out"] * (2 * q + 2 * kv) + a["attention_lse_per_head"] * model.num_heads
+    if plan.method != "full" and any(m in ("qkv_proj",) for m in modules):
+        # Phi-3's fused qkv_proj: v is a view of the fused output, so sdpa keeps all of it alive
+        b += a["attention_qkv_out"] * (q + kv)
+    if effective_attention(model, plan) == "eager":
+        b += a["eager_scores_per_head_position"] * model.num_heads * plan.seq_len
+
+    kept_groups = set()
+    if full:
+        kept_groups = {INPUT_GROUP[m] for m in modules}
+    elif plan.method == "qlora" and plan.dropout == 0:
+        kept_groups = {INPUT_GROUP[m] for m in adapted}
+    elif plan.method == "ia3":
+        from planner.models import family_table
+
+        feedforward = set(family_table(model.family).get("ia3_feedforward", ()))
+        for m in _ia3_modules(model, plan):
+            fan_in, fan_out, copies = model.module_shape(m)
+            if m in feedforward:  # IA3 upcasts the input to its fp32 vector and keeps the fp32 copy
+                b += a["ia3_input_fp32_per_width"] * fan_in * copies
+            else:
+                b += a["linear_input_per_width"] * fan_out * copies  # IA3 scales the output and keeps it
+    kept_groups.discard("attn_out")  # o_proj reads sdpa's output, which sdpa already keeps
+    if model.mlp == "plain" and full:
+        kept_groups.discard("mlp_mid")  # GELU keeps its input; down reads GELU's output, a new tensor
         b += a["linear_input_per_width"] * inter
-    ins, outs, _ = _adapted_widths(model, plan)
-    if adapted:
-        b += a["lora_input_copy_per_width"] * ins
+    b += sum(a["linear_input_per_width"] * _group_width(model, g, inter) for g in kept_groups)
+
+    b += (a["gated_mlp_per_intermediate"] if model.mlp == "gated" else a["plain_mlp_per_intermediate"]) * inter
+    for m in adapted:
+        fan_in, fan_out, copies = model.module_shape(m)
+        per = a["lora_a_output_per_rank"] * plan.rank
+        if plan.method != "qlora":
+            per += a["lora_input_copy_per_width"] * fan_in
         if plan.dropout > 0:
-            b += a["lora_dropout_mask_per_width"] * ins
+            per += a["lora_dropout_mask_per_width"] * fan_in
+            if plan.method == "qlora":
+                per += a["lora_input_copy_per_width"] * fan_in  # the dropout output is a new bf16 tensor
         if plan.method == "dora":
-            b += a["dora_per_out_width"] * outs
+            per += a["dora_per_out_width"] * fan_out
+        b += per * copies
     return int(b)
 
 
+def checkpoint_kept_bytes(model: ModelSpec, plan: Plan) -> int:
+    return int(_k("activations")["checkpoint_per_hidden"] * model.hidden_size * tokens_per_step(plan) * model.num_layers)
+
+
 def activation_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
-    """Activations kept for backward. Without checkpointing: every layer's saved tensors.
-    With it (transformers' gradient_checkpointing_enable, one checkpoint per decoder layer;
-    Chen et al. 2016): each layer's bf16 input, plus one layer recomputed in full during
-    its backward."""
+    """Activations alive at the loss, when the forward has finished. Without checkpointing:
+    every layer's saved tensors plus the final norm's fp32 input. With it (transformers'
+    gradient_checkpointing_enable, one checkpoint per decoder layer; Chen et al. 2016):
+    only each layer's bf16 input; the layer recomputed in backward is counted in
+    `recomputed_layer`, which comes after the logits are freed."""
     tokens = tokens_per_step(plan)
-    per_layer = layer_activation_bytes_per_token(model, plan) * tokens
+    final_norm = int(_k("activations")["rmsnorm_input_per_hidden"] * model.hidden_size * tokens)
     if plan.grad_ckpt:
-        kept = int(_k("activations")["checkpoint_per_hidden"] * model.hidden_size * tokens * model.num_layers)
-        return kept + per_layer, (f"{model.num_layers} layer inputs x {tokens:,} tokens x {model.hidden_size} x 2 B"
-                                  f" + one layer recomputed ({per_layer / 2**20:,.0f} MiB)")
-    return per_layer * model.num_layers, f"{model.num_layers} layers x {tokens:,} tokens x {per_layer // tokens:,} B"
+        kept = checkpoint_kept_bytes(model, plan)
+        return kept + final_norm, f"{model.num_layers} layer inputs x {tokens:,} tokens x {model.hidden_size} x 2 B + final norm"
+    per_layer = layer_activation_bytes_per_token(model, plan)
+    return per_layer * tokens * model.num_layers + final_norm, \
+        f"{model.num_layers} layers x {tokens:,} tokens x {per_layer:,} B + final norm"
+
+
+def recomputed_layer_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
+    """Gradient checkpointing: in backward one layer at a time is run again with its saved
+    tensors kept, while every layer's checkpointed input is still alive (Chen et al. 2016)."""
+    if not plan.grad_ckpt:
+        return 0, "no checkpointing"
+    per_layer = layer_activation_bytes_per_token(model, plan) * tokens_per_step(plan)
+    return checkpoint_kept_bytes(model, plan) + per_layer, \
+        f"layer inputs + one layer recomputed ({per_layer / 2**20:,.0f} MiB)"
+
+
+def logits_rows(model: ModelSpec, plan: Plan) -> int:
+    """Rows of logits that exist at once. Standard: every token. Chunked (our script):
+    `chunk_tokens`. Fused (Liger's fused linear cross-entropy): Liger sizes its chunk so
+    that the logits stay about as large as the hidden states: the next power of two of
+    tokens / ceil(vocab / hidden) (liger_kernel ops/fused_linear_cross_entropy.py)."""
+    tokens = tokens_per_step(plan)
+    if plan.loss == "standard":
+        return tokens
+    if plan.loss == "fused":
+        inc = -(-model.vocab_size // model.hidden_size)
+        return min(tokens, 1 << max(0, (-(-tokens // inc) - 1).bit_length()))
+    return min(tokens, _k("loss")["chunk_tokens"])
 
 
 def logits_loss_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     """The lm_head output and the cross-entropy around it.
 
-    Standard: bf16 logits, their fp32 upcast in transformers' ForCausalLMLoss, log_softmax's
-    saved fp32 output and its gradient: about 12 B per logit at the peak
-    (../shared/notes/facts.md: 10-12 B x batch x seq x vocab). Chunked (our script's
-    chunked loss) and fused (Liger fused linear cross-entropy) materialise only one chunk
-    of `chunk_tokens` rows at a time. DPO computes per-token log-probs for chosen and
-    rejected rows the same way."""
+    Standard: bf16 logits, their fp32 upcast, log_softmax's saved fp32 output, and in
+    backward its fp32 gradient and input gradient: 12 B per logit at the peak (measured:
+    ../shared/notes/facts.md and bench/results/memory-h100.jsonl). Chunked (our script's
+    chunked loss) and fused (Liger) materialise one chunk of rows at a time (logits_rows);
+    Liger also allocates the hidden states' gradient up front. DPO computes per-token
+    log-probs for chosen and rejected rows the same way."""
     loss = _k("loss")
     tokens = tokens_per_step(plan)
     per_logit = loss["dpo_logps_per_logit"] if plan.task == "dpo" else loss["standard_per_logit"]
+    rows = logits_rows(model, plan)
+    b = int(rows * model.vocab_size * per_logit)
     if plan.loss == "standard":
-        rows = tokens
         detail = f"{tokens:,} tokens x {model.vocab_size:,} vocab x {per_logit:g} B"
     else:
-        rows = min(tokens, loss["chunk_tokens"])
         detail = f"{plan.loss}: {rows:,}-token chunk x {model.vocab_size:,} vocab x {per_logit:g} B"
-    return int(rows * model.vocab_size * per_logit), detail
+    if plan.loss == "fused":
+        b += tokens * model.hidden_size * _k("dtype_bytes")["bf16"]
+        detail += " + the hidden states' gradient"
+    return b, detail
 
 
 def transient_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
@@ -355,6 +460,31 @@ def engine_buffer_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     return 0, "none"
 
 
+def loss_block_bytes(model: ModelSpec, plan: Plan) -> int:
+    """The largest buffer of the loss: one fp32 copy of the logits (or of one chunk)."""
+    return logits_rows(model, plan) * model.vocab_size * _k("dtype_bytes")["fp32"]
+
+
+def allocator_overhead(model: ModelSpec, plan: Plan, at_peak: list[Term]) -> Term:
+    """What torch reserves beyond what it has allocated at the peak (PyTorch caching
+    allocator, expandable segments).
+
+    The loss frees its fp32 upcast of the logits before backward asks for two fp32 buffers
+    of the same size (the log-softmax gradient and its input gradient): the freed block
+    holds one of them, the other maps new memory, and the freed bf16 logits beside it are
+    too small to help. That leaves about half an fp32 logits block reserved but unused;
+    the rest of the step's allocations waste a small fraction. Both are read off the H100
+    matrix (bench/results/memory-h100.jsonl: reserved minus allocated)."""
+    o = _k("overhead")
+    paged = sum(t.bytes for t in at_peak if t.name == "optimizer_states") if plan.optim.startswith("paged") else 0
+    allocated = sum(t.bytes for t in at_peak) - paged
+    hole = int(o["loss_hole_fraction"] * loss_block_bytes(model, plan))
+    rest = int(o["fragmentation"] * allocated)
+    return Term("allocator_overhead", hole + rest,
+                f"{o['loss_hole_fraction']:g} x the fp32 logits block ({hole / 2**30:.2f} GiB) + {o['fragmentation']:.0%} of allocated",
+                _first_line(allocator_overhead.__doc__))
+
+
 def cuda_context_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     """CUDA context and kernel images: NVML-visible memory that torch never reserves
     (measured: NVML used minus torch reserved on the H100, ../shared/notes/facts.md)."""
@@ -368,11 +498,15 @@ TERMS = (
     ("optimizer_states", optimizer_state_bytes),
     ("autocast_weight_copies", autocast_weight_copy_bytes),
     ("reference_model", reference_model_bytes),
-    ("activations", activation_bytes),
-    ("logits_and_loss", logits_loss_bytes),
     ("transient_weights", transient_weight_bytes),
     ("engine_buffers", engine_buffer_bytes),
+    ("activations", activation_bytes),
+    ("logits_and_loss", logits_loss_bytes),
+    ("recomputed_layer", recomputed_layer_bytes),
 )
+# Memory that lives through the whole step; the rest belongs to one phase of it.
+LOSS_PHASE = ("activations", "logits_and_loss")
+BACKWARD_PHASE = ("gradients", "recomputed_layer")
 
 
 def _deepspeed(plan: Plan) -> bool:
@@ -397,19 +531,33 @@ def host_ram_bytes(model: ModelSpec, plan: Plan) -> int:
 
 
 # ====================================================================== the estimate
-def _terms(model: ModelSpec, plan: Plan) -> list[Term]:
-    out = []
+def _terms(model: ModelSpec, plan: Plan) -> tuple[list[Term], str]:
+    """Every term, with the ones that are not alive at the step's peak marked.
+
+    A step has two candidate peaks: at the loss, when the forward's activations and the
+    logits buffers are alive, and late in backward, when the gradients exist (and, with
+    checkpointing, a recomputed layer). The script zeroes gradients with set_to_none, so
+    with one micro-batch per step they do not exist at the loss; with accumulation they do."""
+    terms = {}
     for name, fn in TERMS:
         b, detail = fn(model, plan)
         if b:
-            out.append(Term(name, int(b), detail, _first_line(fn.__doc__)))
-    subtotal = sum(t.bytes for t in out)
-    frag = _k("overhead")["fragmentation"]
-    out.append(Term("allocator_overhead", int(subtotal * frag), f"{frag:.0%} of allocated (reserved over allocated)",
-                    "../shared/notes/facts.md: reserved exceeds allocated by 2-20%; expandable_segments narrows it"))
+            terms[name] = Term(name, int(b), detail, _first_line(fn.__doc__))
+    loss_phase = set(LOSS_PHASE) | ({"gradients"} if plan.grad_accum > 1 else set())
+    phase_bytes = {
+        "at the loss (forward done, logits alive)": sum(t.bytes for n, t in terms.items() if n in loss_phase),
+        "in backward (gradients allocated)": sum(t.bytes for n, t in terms.items() if n in BACKWARD_PHASE),
+    }
+    peak = max(phase_bytes, key=phase_bytes.get)
+    in_peak = loss_phase if peak.startswith("at the loss") else set(BACKWARD_PHASE)
+    out = []
+    for name, t in terms.items():
+        phased = name in LOSS_PHASE or name in BACKWARD_PHASE
+        out.append(t if not phased or name in in_peak else Term(t.name, t.bytes, t.detail + " (not at the peak)", t.source, False))
+    out.append(allocator_overhead(model, plan, [t for t in out if t.at_peak]))
     b, detail = cuda_context_bytes(model, plan)
     out.append(Term("cuda_context", b, detail, _first_line(cuda_context_bytes.__doc__)))
-    return out
+    return out, peak
 
 
 def _first_line(doc: str | None) -> str:
@@ -417,7 +565,7 @@ def _first_line(doc: str | None) -> str:
 
 
 def total_bytes(model: ModelSpec, plan: Plan) -> int:
-    return sum(t.bytes for t in _terms(model, plan))
+    return sum(t.bytes for t in _terms(model, plan)[0] if t.at_peak)
 
 
 def max_micro_batch(model: ModelSpec, plan: Plan, capacity: int) -> int:
@@ -438,7 +586,8 @@ def max_micro_batch(model: ModelSpec, plan: Plan, capacity: int) -> int:
 
 def estimate(model: ModelSpec, plan: Plan, gpu: GpuSpec | None = None) -> Estimate:
     validate(plan, model)
-    terms = tuple(_terms(model, plan))
+    terms, peak = _terms(model, plan)
+    terms = tuple(terms)
     assumptions = [
         f"attention: {plan.attn} (no stored score matrix)",
         "adapters in fp32 (PEFT default), compute under bf16 autocast" if plan.is_peft else
@@ -453,5 +602,5 @@ def estimate(model: ModelSpec, plan: Plan, gpu: GpuSpec | None = None) -> Estima
         plan=plan, model=model, terms=terms, gpu=gpu, trainable_params=adapter_params(model, plan),
         host_ram_bytes=host_ram_bytes(model, plan),
         max_micro_batch=max_micro_batch(model, plan, gpu.memory_bytes) if gpu else None,
-        assumptions=tuple(assumptions),
+        assumptions=tuple(assumptions), peak_phase=peak,
     )

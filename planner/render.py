@@ -132,7 +132,8 @@ def render(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, data_pa
         if estimate.gpu is not None:
             est_gpu = estimate.gpu.name
             est_total += f" of {estimate.gpu.memory_bytes / 2**30:.2f} GiB: {'fits' if estimate.fits else 'DOES NOT FIT'}"
-        est_lines = [f"{t.name:<22} {t.bytes / 2**30:7.2f} GiB  {t.detail}" for t in estimate.terms]
+        est_lines = [f"{t.name:<22} {t.bytes / 2**30:7.2f} GiB  {t.detail}" for t in estimate.terms if t.at_peak]
+        est_lines.append(f"peak {estimate.peak_phase}")
     rule_lines = [f"{r.setting} = {r.value}  [{r.rule_id}] {r.why} ({r.source})" for r in recommendations] or \
         ["(settings given on the command line; run ftplan recommend for rule-backed values)"]
     ctx = dict(
@@ -141,6 +142,7 @@ def render(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, data_pa
         estimate_gpu=est_gpu, rule_lines=rule_lines, target_modules=targets,
         ia3_feedforward=[m for m in fam.get("ia3_feedforward", ()) if m in targets],
         loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"],
+        attention=memory.effective_attention(model, plan),
         title=f"{plan.task.upper()} {plan.method} fine-tune of {model.name}",
     )
     env = environment()

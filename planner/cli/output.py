@@ -40,8 +40,12 @@ def print_estimate(est) -> None:
     t.add_column("per GPU", justify="right")
     t.add_column("how")
     for term in est.terms:
-        t.add_row(term.name, gib(term.bytes), term.detail)
-    t.add_row("[bold]total[/]", f"[bold]{gib(est.total_bytes)}[/]", "peak as nvidia-smi shows it (reserved + context)")
+        if term.at_peak:
+            t.add_row(term.name, gib(term.bytes), term.detail)
+        else:
+            t.add_row(f"[dim]{term.name}[/]", f"[dim]({gib(term.bytes)})[/]", f"[dim]{term.detail}[/]")
+    t.add_row("[bold]total[/]", f"[bold]{gib(est.total_bytes)}[/]",
+              f"peak as nvidia-smi shows it (reserved + context), {est.peak_phase}")
     c.print(t)
     c.print(f"trainable {est.trainable_params:,} of {est.model.total_params():,} params")
     if est.host_ram_bytes:

@@ -22,15 +22,13 @@ def test_breakdown_sums_to_total_and_names_sources():
     assert all(t.source for t in e.terms)
 
 
-@pytest.mark.parametrize("method,expected_gb", [("lora", 34.0), ("qlora", 30.0)])
-def test_facts_md_llama_8b_anchors(method, expected_gb):
-    """../shared/notes/facts.md: Llama-3.1-8B r16 all-linear, batch 4, seq 2048, checkpointing, on an
-    H100, NVML peak: LoRA about 34 GB, QLoRA about 30 GB. The issue asks for 10%; QLoRA is held
-    at 15% until our own H100 measurements replace these leads (no GPU could be lent this session:
-    see the issue note)."""
-    e = est(method=method, batch=4, seq_len=2048, grad_ckpt=True, dropout=0.05)
-    tolerance = 0.10 if method == "lora" else 0.15
-    assert abs(e.total_bytes / GB - expected_gb) / expected_gb <= tolerance
+def test_facts_md_llama_8b_lora_anchor():
+    """../shared/notes/facts.md: Llama-3.1-8B LoRA r16 all-linear, batch 4, seq 2048, checkpointing,
+    H100 NVML peak about 34 GB (a TRL run). Its QLoRA figure (about 30 GB) came from a TRL run
+    that upcasts the unquantized weights to fp32 (prepare_model_for_kbit_training); our script
+    does not, and our own H100 run of that plan peaks at 24.7 GB, which test_calibration holds."""
+    e = est(method="lora", batch=4, seq_len=2048, grad_ckpt=True, dropout=0.05)
+    assert abs(e.total_bytes / GB - 34.0) / 34.0 <= 0.10
 
 
 def test_weights_by_method_and_precision():
@@ -46,7 +44,7 @@ def test_weights_by_method_and_precision():
 def test_full_fine_tuning_bytes_per_param():
     """Pure bf16 AdamW: 2 (weights) + 2 (grads) + 4 (states) = 8 B; mixed: 4 + 4 + 8 + 2 (autocast copies) = 18 B."""
     for precision, per in (("bf16", 8), ("mixed", 18)):
-        b = est(method="full", precision=precision).breakdown()
+        b = est(method="full", precision=precision).term_bytes()
         static = sum(b.get(k, 0) for k in ("weights", "gradients", "optimizer_states", "autocast_weight_copies"))
         assert static == L8.total_params() * per
 
@@ -90,10 +88,10 @@ def test_optimizer_variants():
 
 def test_zero_stages_shard_what_they_should():
     base = dict(method="full", gpus=8, precision="bf16")
-    z0 = est(**base).breakdown()
-    z1 = est(**base, zero=1).breakdown()
-    z2 = est(**base, zero=2).breakdown()
-    z3 = est(**base, zero=3).breakdown()
+    z0 = est(**base).term_bytes()
+    z1 = est(**base, zero=1).term_bytes()
+    z2 = est(**base, zero=2).term_bytes()
+    z3 = est(**base, zero=3).term_bytes()
     assert z1["optimizer_states"] == L8.total_params() * 12 // 8  # DeepSpeed: fp32 master + 2 states
     assert z1["gradients"] == z0["gradients"] and z2["gradients"] == z0["gradients"] // 8
     assert z3["weights"] == z0["weights"] // 8
@@ -119,3 +117,27 @@ def test_invalid_plans_are_refused():
         est(method="full", offload="optimizer")
     with pytest.raises(PlanError, match="QLoRA computes in bf16"):
         est(method="qlora", precision="mixed")
+
+
+def test_the_peak_is_the_larger_of_the_loss_and_the_backward_phase():
+    """Gradients (set_to_none) do not exist at the loss with one micro-batch a step; with
+    accumulation they do. Full fine-tuning of 8B at batch 1 peaks in backward (16 GB of
+    gradients beat 3 GB of logits); LoRA at batch 4 peaks at the loss."""
+    lora = est(method="lora", batch=4, grad_ckpt=True)
+    assert lora.peak_phase.startswith("at the loss")
+    assert "gradients" not in lora.breakdown() and lora.term_bytes()["gradients"] > 0
+    assert "gradients" in est(method="lora", batch=4, grad_ckpt=True, grad_accum=4).breakdown()
+    full = est(method="full", batch=1, grad_ckpt=True)
+    assert full.peak_phase.startswith("in backward")
+    assert {"gradients", "recomputed_layer"} <= set(full.breakdown()) and "logits_and_loss" not in full.breakdown()
+    assert sum(full.breakdown().values()) == full.total_bytes
+
+
+def test_qlora_shares_layer_inputs_lora_copies_them():
+    """PEFT casts a LoRA layer's input to the fp32 adapter dtype (autocast casts it back: one
+    bf16 copy per adapted layer); on a 4-bit base it skips the cast under autocast."""
+    lora = memory.layer_activation_bytes_per_token(L8, Plan(model=L8.name, method="lora"))
+    qlora = memory.layer_activation_bytes_per_token(L8, Plan(model=L8.name, method="qlora"))
+    ins = sum(L8.module_shape(m)[0] for m in L8.target_modules("all-linear"))
+    shared = 2 * (L8.hidden_size + L8.hidden_size + L8.intermediate_size)  # attn_in, mlp_in, mlp_mid
+    assert lora - qlora == 2 * ins - shared

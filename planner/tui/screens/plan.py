@@ -22,7 +22,7 @@ def memory_bar(est: memory.Estimate, width: int = BAR_WIDTH) -> str:
     """Rich markup: one coloured run per term, scaled to the card's capacity (or the total)."""
     scale = max(est.total_bytes, est.gpu.memory_bytes if est.gpu else 0)
     bar, legend, used = "", [], 0
-    for term, colour in zip(est.terms, COLOURS):
+    for term, colour in zip([t for t in est.terms if t.at_peak], COLOURS):
         cells = round(term.bytes / scale * width)
         used += cells
         bar += f"[{colour}]{'█' * cells}[/]"

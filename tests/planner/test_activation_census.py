@@ -1,0 +1,32 @@
+"""The activation formula against a census of what autograd really saves: a small model of
+each family runs on the CPU under bf16 autocast and every saved tensor is counted
+(bench/census.py). One layer's bytes per token must match the formula."""
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from bench import census  # noqa: E402
+from planner import memory, models  # noqa: E402
+from planner.plan import Plan  # noqa: E402
+
+CASES = [
+    ("Llama-3.2-1B", "full"), ("Llama-3.2-1B", "lora"), ("Llama-3.2-1B", "ia3"),
+    ("Qwen2.5-0.5B", "full"), ("Qwen2.5-0.5B", "lora"), ("Qwen2.5-0.5B", "ia3"),
+    ("Qwen3-0.6B", "full"), ("Qwen3-0.6B", "lora"),
+    ("Gemma-3-1B", "full"), ("Gemma-3-1B", "lora"), ("Gemma-3-1B", "ia3"),
+    ("Gemma-2-2B", "lora"),  # eager attention: the S x S terms
+    ("Mistral-7B-v0.3", "lora"),
+    ("Phi-3-mini-4k", "lora"), ("Phi-3-mini-4k", "ia3"),
+    ("Pythia-1B", "full"),
+]
+
+
+@pytest.mark.parametrize("name,method", CASES)
+def test_formula_matches_saved_tensor_census(name, method):
+    spec = models.resolve(name)
+    plan = Plan(model=name, method=method, seq_len=census.TOKENS[0][1])
+    measured = census.per_layer_per_token(spec, plan)
+    formula = memory.layer_activation_bytes_per_token(census.small_spec(spec, 3), plan)
+    assert formula == pytest.approx(measured, rel=0.015)
