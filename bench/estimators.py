@@ -21,9 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from planner import models, memory  # noqa: E402
+from planner import hardware, memory, models  # noqa: E402
 from planner.plan import Plan  # noqa: E402
 
+H100_BYTES = hardware.resolve("H100-SXM").memory_bytes
 RESULTS = Path(__file__).resolve().parent / "results" / "memory-h100.jsonl"
 SEED_7B_GB = {"full": 28.0, "lora": 16.0, "qlora": 6.0}
 
@@ -64,7 +65,7 @@ def main() -> None:
         cells = []
         for k in errors:
             if row["oom"]:
-                cells.append(f"{row[k] / 1e9:.1f} ({'fits' if row[k] <= 85_520_809_984 else 'no fit'})")
+                cells.append(f"{row[k] / 1e9:.1f} ({'fits' if row[k] <= H100_BYTES else 'no fit'})")
             else:
                 err = (row[k] - row["measured"]) / row["measured"]
                 errors[k].append(abs(err))

@@ -8,11 +8,11 @@ holds these formulas to the committed measurements."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from planner import knowledge
 from planner.hardware import GpuSpec
-from planner.models import ModelSpec
+from planner.models import ModelSpec, family_table
 from planner.plan import Plan, validate
 
 MAX_SEARCH_BATCH = 4096
@@ -101,8 +101,6 @@ def adapter_params(model: ModelSpec, plan: Plan) -> int:
     modules = model.target_modules(plan.targets) if plan.method != "ia3" else _ia3_modules(model, plan)
     total = 0
     if plan.method == "ia3":
-        from planner.models import family_table
-
         feedforward = set(family_table(model.family).get("ia3_feedforward", ()))
         for m in modules:
             fan_in, fan_out, copies = model.module_shape(m)
@@ -116,8 +114,6 @@ def adapter_params(model: ModelSpec, plan: Plan) -> int:
 
 
 def _ia3_modules(model: ModelSpec, plan: Plan) -> list[str]:
-    from planner.models import family_table
-
     if plan.targets in ("all-linear", "attention"):
         return list(family_table(model.family)["ia3"])
     return model.target_modules(plan.targets)
@@ -267,8 +263,6 @@ INPUT_GROUP = {
 
 
 def _all_linear(model: ModelSpec) -> list[str]:
-    from planner.models import family_table
-
     fam = family_table(model.family)
     return list(fam["attention"]) + list(fam["mlp"])
 
@@ -306,8 +300,6 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     adapted = model.target_modules(plan.targets) if adapters else []
     modules = _all_linear(model)
 
-    from planner.models import family_table
-
     table = family_table(model.family)
     norm_weight = 0.0
     if full:  # a trainable norm weight keeps the normalised tensor: bf16, or fp32 where the norm computes in fp32
@@ -317,7 +309,7 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     if model.qk_norm:
         b += (a["rmsnorm_input_per_hidden"] + norm_weight) * (q + kv)
     b += a["attention_qkv_out"] * (2 * q + 2 * kv) + a["attention_lse_per_head"] * model.num_heads
-    if plan.method != "full" and any(m in ("qkv_proj",) for m in modules):
+    if plan.method != "full" and "qkv_proj" in modules:
         # Phi-3's fused qkv_proj: v is a view of the fused output, so sdpa keeps all of it alive
         b += a["attention_qkv_out"] * (q + kv)
     if effective_attention(model, plan) == "eager":
@@ -329,8 +321,6 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     elif plan.method == "qlora" and plan.dropout == 0:
         kept_groups = {INPUT_GROUP[m] for m in adapted}
     elif plan.method == "ia3":
-        from planner.models import family_table
-
         feedforward = set(family_table(model.family).get("ia3_feedforward", ()))
         for m in _ia3_modules(model, plan):
             fan_in, fan_out, copies = model.module_shape(m)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.containers import Horizontal
 from textual.widgets import Button
 
 
@@ -14,6 +15,11 @@ class WizardScreen(Screen):
     @property
     def state(self):
         return self.app.state
+
+    @staticmethod
+    def nav_buttons(next_label: str) -> Horizontal:
+        """Back and the primary Next button, the same row on every step of the wizard."""
+        return Horizontal(Button("Back", id="back"), Button(next_label, id="next", variant="primary"), classes="buttons")
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 2:

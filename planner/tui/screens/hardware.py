@@ -34,9 +34,7 @@ class HardwareScreen(WizardScreen):
             with Horizontal(classes="row"):
                 yield Label("GPUs per node")
                 yield Input(str(self.state.gpus), id="gpus", type="integer")
-        with Horizontal(classes="buttons"):
-            yield Button("Back", id="back")
-            yield Button("Next: model and data", id="next", variant="primary")
+        yield self.nav_buttons("Next: model and data")
         yield Footer()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

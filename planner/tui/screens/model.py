@@ -37,9 +37,7 @@ class ModelScreen(WizardScreen):
                 yield Label("Dataset")
                 yield Input(s.data, id="data", placeholder="path/to/train.jsonl (optional)")
             yield Static("", id="data-report", classes="hint")
-        with Horizontal(classes="buttons"):
-            yield Button("Back", id="back")
-            yield Button("Next: plan", id="next", variant="primary")
+        yield self.nav_buttons("Next: plan")
         yield Footer()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

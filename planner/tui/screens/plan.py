@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
 from textual.widgets import Button, DataTable, Footer, Header, Static
 
 from planner import fixes, hardware, memory, models, recommend
@@ -42,9 +41,7 @@ class PlanScreen(WizardScreen):
         yield Static(id="memory-bar")
         yield Static(id="fits")
         yield DataTable(id="recs", zebra_stripes=True)
-        with Horizontal(classes="buttons"):
-            yield Button("Back", id="back")
-            yield Button("Next: script", id="next", variant="primary")
+        yield self.nav_buttons("Next: script")
         yield Footer()
 
     def on_mount(self) -> None:

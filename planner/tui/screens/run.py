@@ -43,7 +43,6 @@ class RunScreen(WizardScreen):
 
     @work(thread=True, exclusive=True)
     def follow(self, resume: bool) -> None:
-        from runner.events import Checkpoint, Eval, Finished, LogLine, Metric, Started
         from runner.process import run
 
         try:
