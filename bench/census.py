@@ -54,6 +54,10 @@ def _model(spec: models.ModelSpec, plan: Plan):
         model = get_peft_model(model, LoraConfig(r=plan.rank, lora_alpha=plan.alpha, lora_dropout=plan.dropout,
                                                  target_modules=spec.target_modules(plan.targets),
                                                  use_dora=plan.method == "dora", task_type="CAUSAL_LM"))
+        if not plan.cast_adapter_inputs:  # as the rendered scripts do
+            for module in model.modules():
+                if hasattr(module, "cast_input_dtype_enabled"):
+                    module.cast_input_dtype_enabled = False
     elif plan.method == "ia3":
         from peft import IA3Config, get_peft_model
 

@@ -59,3 +59,33 @@ LARGE = [
 
 # The runs a first pass (SMALL, then LARGE, each with --budget-s 490-500) did not reach.
 REST = SMALL[16:] + LARGE[13:]
+
+# Speed (bench/results/speed-h100.jsonl): each target plan of issue 6 at the planner's choice
+# for 80 GB ("best": batch from the estimate, checkpointing off, dropout 0, no adapter input
+# cast, compiled layers), then one lever switched at a time; the ratio best / lever is the lever's worth.
+_L8 = dict(model="Llama-3.1-8B", seq_len=2048)
+_L1 = dict(model="Llama-3.2-1B", seq_len=2048)
+SPEED_8B_LORA = [
+    dict(_L8, label="8b-lora:best", method="lora", batch=4),
+    dict(_L8, label="8b-lora:no-compile", method="lora", batch=4, compile=False),
+    dict(_L8, label="8b-lora:cast-inputs", method="lora", batch=4, cast_adapter_inputs=True),
+    dict(_L8, label="8b-lora:dropout-0.05", method="lora", batch=4, dropout=0.05),
+    dict(_L8, label="8b-lora:grad-ckpt", method="lora", batch=4, grad_ckpt=True),
+    dict(_L8, label="8b-lora:batch-2", method="lora", batch=2),
+    dict(_L8, label="8b-lora:fused-loss", method="lora", batch=4, loss="fused"),
+    dict(_L8, label="8b-lora:old-defaults", method="lora", batch=4, grad_ckpt=True, dropout=0.05, compile=False,
+         cast_adapter_inputs=True),
+]
+SPEED_REST = [
+    dict(_L1, label="1b-full:best", method="full", batch=8),
+    dict(_L1, label="1b-full:no-compile", method="full", batch=8, compile=False),
+    dict(_L1, label="1b-full:grad-ckpt", method="full", batch=8, grad_ckpt=True),
+    dict(_L1, label="1b-full:fused-loss-b16", method="full", batch=16, loss="fused"),
+    dict(_L1, label="1b-full:adamw-8bit", method="full", batch=8, optim="adamw_8bit"),
+    dict(_L1, label="1b-full:batch-4", method="full", batch=4),
+    dict(_L8, label="8b-qlora:best", method="qlora", batch=4),
+    dict(_L8, label="8b-qlora:no-compile", method="qlora", batch=4, compile=False),
+    dict(_L8, label="8b-qlora:grad-ckpt", method="qlora", batch=4, grad_ckpt=True),
+    dict(_L8, label="8b-dpo-lora:best", method="lora", task="dpo", batch=2),
+    dict(_L8, label="8b-dpo-lora:no-compile", method="lora", task="dpo", batch=2, compile=False),
+]

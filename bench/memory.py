@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from planner import models, render  # noqa: E402
 from planner.plan import Plan  # noqa: E402
 
-WORK = Path(os.environ.get("BENCH_WORK", "/tmp/ftplan-bench"))
+WORK = Path(os.environ.get("BENCH_WORK", Path(__file__).resolve().parent.parent / ".bench"))
 
 
 class NvmlPeak:
@@ -120,9 +120,12 @@ def synthetic_rows(task: str, fmt: str, seq_len: int, n: int) -> list[dict]:
     return rows
 
 
-def run_one(case: dict, steps: int, vers: dict) -> dict:
+def run_one(case: dict, steps: int, vers: dict, warmup: int = 1) -> dict:
+    """Render, run and measure one plan. The first `warmup` steps are not timed: they pay for
+    kernel selection and, with COMPILE, for compilation."""
     name = case.pop("model")
     fmt = case.pop("format", "alpaca")
+    label = case.pop("label", "")
     model_dir = build_model(name)
     plan = Plan(model=name, max_steps=steps, save_final=False, eval_fraction=0.0, logging_steps=1,
                 save_steps=10_000, gpu="H100-SXM", **case)
@@ -143,9 +146,9 @@ def run_one(case: dict, steps: int, vers: dict) -> dict:
     step_events = [e for e in events if e.get("event") == "step"]
     finished = next((e for e in events if e.get("event") == "finished"), {})
     oom = proc.returncode != 0 and ("out of memory" in proc.stderr.lower() or "OutOfMemoryError" in proc.stderr)
-    timed = step_events[1:] or step_events  # the first step pays for kernel selection and warm-up
+    timed = step_events[warmup:] or step_events
     result = {
-        "plan": plan.as_dict(), "model": name, "format": fmt, "exit_code": proc.returncode, "oom": oom,
+        "label": label, "plan": plan.as_dict(), "model": name, "format": fmt, "exit_code": proc.returncode, "oom": oom,
         "measured_nvml_peak_bytes": nv.peak - nv.baseline, "nvml_baseline_bytes": nv.baseline,
         "measured_reserved_peak_bytes": finished.get("peak_reserved_bytes"),
         "measured_alloc_peak_bytes": finished.get("peak_alloc_bytes"),
@@ -172,6 +175,7 @@ def main() -> None:
     ap.add_argument("--matrix", required=True, help="file.py:LIST")
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=1, help="steps not timed (compilation, kernel selection)")
     ap.add_argument("--budget-s", type=float, default=540, help="stop starting runs after this many seconds")
     args = ap.parse_args()
     t0 = time.time()
@@ -184,12 +188,12 @@ def main() -> None:
                 break
             label = json.dumps(case)
             try:
-                r = run_one(case, args.steps, vers)
+                r = run_one(case, args.steps, vers, args.warmup)
             except Exception as e:  # a harness failure is recorded, the matrix goes on
                 r = {"case": label, "harness_error": repr(e)[:500]}
             out.write(json.dumps(r) + "\n")
             out.flush()
-            print(f"[{time.time() - t0:5.0f}s] {label} -> nvml {r.get('measured_nvml_peak_bytes', 0) / 2**30:.2f} GiB, "
+            print(f"[{time.time() - t0:5.0f}s] {label} -> {r.get('step_s')} s/step, nvml {r.get('measured_nvml_peak_bytes', 0) / 2**30:.2f} GiB, "
                   f"oom {r.get('oom')}, exit {r.get('exit_code')}, {r.get('tokens_per_s')} tok/s", flush=True)
 
 

@@ -280,6 +280,14 @@ def effective_attention(model: ModelSpec, plan: Plan) -> str:
     return plan.attn
 
 
+def copies_adapter_inputs(plan: Plan) -> bool:
+    """Whether each LoRA layer makes its own copy of its input: PEFT casts the bf16 input to the
+    fp32 adapter dtype (tuners/lora/layer.py, _cast_input_dtype) unless the script turns the
+    cast off (ours do: autocast casts it straight back), and never on a 4-bit base under
+    autocast (tuners/lora/bnb.py)."""
+    return plan.method in ("lora", "dora") and plan.cast_adapter_inputs
+
+
 def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     """Bytes one decoder layer saves for backward per token, without checkpointing.
 
@@ -288,9 +296,9 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     holds this formula to it for every family): the norms' fp32 upcast inputs, sdpa's q, k,
     v, output and log-sum-exp, the MLP's gate/up/activation outputs, and the inputs a
     linear layer keeps for its weight gradient. A frozen linear keeps nothing; a LoRA layer
-    on a bf16 base keeps its own bf16 copy of its input (PEFT casts the input to the fp32
-    adapter dtype and autocast casts it back: a new tensor per layer); on a 4-bit base
-    (QLoRA) PEFT skips that cast under autocast, so the layers of a group share one tensor.
+    whose input PEFT casts keeps its own bf16 copy of it (PEFT casts to the fp32 adapter
+    dtype and autocast casts back: a new tensor per layer); with the cast off (our scripts)
+    or on a 4-bit base (QLoRA) the adapted layers of a group share one tensor.
     Korthikanti et al. 2022 (table 2) count the same way for a GPT block (34 h B/token)."""
     a = _k("activations")
     h, q, kv = model.hidden_size, model.q_width, model.kv_width
@@ -318,7 +326,7 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     kept_groups = set()
     if full:
         kept_groups = {INPUT_GROUP[m] for m in modules}
-    elif plan.method == "qlora" and plan.dropout == 0:
+    elif adapters and not copies_adapter_inputs(plan) and plan.dropout == 0:
         kept_groups = {INPUT_GROUP[m] for m in adapted}
     elif plan.method == "ia3":
         feedforward = set(family_table(model.family).get("ia3_feedforward", ()))
@@ -328,7 +336,12 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
                 b += a["ia3_input_fp32_per_width"] * fan_in * copies
             else:
                 b += a["linear_input_per_width"] * fan_out * copies  # IA3 scales the output and keeps it
-    kept_groups.discard("attn_out")  # o_proj reads sdpa's output, which sdpa already keeps
+    if "qkv_proj" not in modules and effective_attention(model, plan) != "eager":
+        # o_proj reads sdpa's output, which sdpa already keeps. Not after a fused qkv_proj (q, k
+        # and v are strided views, sdpa's output comes back in another layout and the reshape
+        # before o_proj copies it) nor after eager attention (which keeps its probabilities,
+        # not its output): the census sees o_proj keep its own input there.
+        kept_groups.discard("attn_out")
     if model.mlp == "plain" and full:
         kept_groups.discard("mlp_mid")  # GELU keeps its input; down reads GELU's output, a new tensor
         b += a["linear_input_per_width"] * inter
@@ -338,11 +351,11 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     for m in adapted:
         fan_in, fan_out, copies = model.module_shape(m)
         per = a["lora_a_output_per_rank"] * plan.rank
-        if plan.method != "qlora":
+        if copies_adapter_inputs(plan):
             per += a["lora_input_copy_per_width"] * fan_in
         if plan.dropout > 0:
             per += a["lora_dropout_mask_per_width"] * fan_in
-            if plan.method == "qlora":
+            if not copies_adapter_inputs(plan):
                 per += a["lora_input_copy_per_width"] * fan_in  # the dropout output is a new bf16 tensor
         if plan.method == "dora":
             per += a["dora_per_out_width"] * fan_out

@@ -47,6 +47,10 @@ def add_plan_args(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     ck.add_argument("--grad-ckpt", dest="grad_ckpt", action="store_true", default=g(d.grad_ckpt))
     ck.add_argument("--no-grad-ckpt", dest="grad_ckpt", action="store_false")
     p.add_argument("--loss", choices=LOSSES, default=g(d.loss))
+    co = p.add_mutually_exclusive_group()
+    co.add_argument("--compile", dest="compile", action="store_true", default=g(d.compile),
+                    help="torch.compile each decoder layer on CUDA (default on)")
+    co.add_argument("--no-compile", dest="compile", action="store_false")
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=g(d.zero))
     p.add_argument("--offload", choices=OFFLOADS, default=g(d.offload))
     p.add_argument("--engine", choices=("none", "deepspeed", "fsdp"), default=g(d.engine))
@@ -88,7 +92,7 @@ def plan_from_args(args, model: models.ModelSpec, **overrides) -> Plan:
         model=args.model, method=args.method, task=args.task, batch=args.batch, seq_len=args.seq_len,
         grad_accum=args.grad_accum, rank=args.rank, dropout=args.dropout, targets=args.targets,
         virtual_tokens=args.virtual_tokens, precision=args.precision, optim=args.optim, grad_ckpt=args.grad_ckpt,
-        loss=args.loss, zero=args.zero, offload=args.offload, engine=args.engine, nodes=args.nodes,
+        loss=args.loss, compile=args.compile, zero=args.zero, offload=args.offload, engine=args.engine, nodes=args.nodes,
         dpo_beta=args.dpo_beta, dpo_loss_type=args.dpo_loss,
     )
     fields = {k: v for k, v in fields.items() if v is not None}

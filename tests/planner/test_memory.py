@@ -133,11 +133,14 @@ def test_the_peak_is_the_larger_of_the_loss_and_the_backward_phase():
     assert sum(full.breakdown().values()) == full.total_bytes
 
 
-def test_qlora_shares_layer_inputs_lora_copies_them():
+def test_lora_input_cast_copies_each_layer_input_qlora_and_our_scripts_share_them():
     """PEFT casts a LoRA layer's input to the fp32 adapter dtype (autocast casts it back: one
-    bf16 copy per adapted layer); on a 4-bit base it skips the cast under autocast."""
-    lora = memory.layer_activation_bytes_per_token(L8, Plan(model=L8.name, method="lora"))
-    qlora = memory.layer_activation_bytes_per_token(L8, Plan(model=L8.name, method="qlora"))
+    bf16 copy per adapted layer); our scripts turn the cast off, and on a 4-bit base PEFT skips
+    it under autocast: the layers reading one tensor share it."""
+    cast = memory.layer_activation_bytes_per_token(L8, Plan(model=L8.name, method="lora", cast_adapter_inputs=True))
+    ours = memory.layer_activation_bytes_per_token(L8, Plan(model=L8.name, method="lora"))
+    qlora = memory.layer_activation_bytes_per_token(L8, Plan(model=L8.name, method="qlora", cast_adapter_inputs=True))
     ins = sum(L8.module_shape(m)[0] for m in L8.target_modules("all-linear"))
     shared = 2 * (L8.hidden_size + L8.hidden_size + L8.intermediate_size)  # attn_in, mlp_in, mlp_mid
-    assert lora - qlora == 2 * ins - shared
+    assert cast - qlora == 2 * ins - shared
+    assert ours == qlora
