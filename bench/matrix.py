@@ -89,3 +89,16 @@ SPEED_REST = [
     dict(_L8, label="8b-dpo-lora:best", method="lora", task="dpo", batch=2),
     dict(_L8, label="8b-dpo-lora:no-compile", method="lora", task="dpo", batch=2, compile=False),
 ]
+
+# The first matrix ran with PEFT's input cast on and without compilation; these plans run
+# again with the scripts' defaults now (compiled layers, no cast), plus the unrun tail.
+COMPILED = [
+    dict(model="Qwen2.5-0.5B", method="lora", batch=8, seq_len=2048),
+    dict(model="Gemma-3-1B", method="lora", batch=4, seq_len=1024),
+    dict(model="Pythia-1B", method="lora", batch=4, seq_len=2048),
+    dict(model="Phi-3-mini-4k", method="lora", batch=2, seq_len=2048, grad_ckpt=True),
+    dict(model="Qwen2.5-1.5B", method="qlora", batch=4, seq_len=4096, grad_ckpt=True, optim="paged_adamw_8bit"),
+    dict(model="Qwen3-0.6B", method="lora", task="dpo", batch=4, seq_len=512, loss="chunked"),
+    dict(model="Gemma-2-2B", method="lora", batch=4, seq_len=2048),
+    dict(model="Mistral-7B-v0.3", method="lora", batch=8, seq_len=8192),
+]
