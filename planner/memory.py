@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner import knowledge
+from planner import knowledge, speed
 from planner.hardware import GpuSpec
 from planner.models import ModelSpec, family_table
 from planner.plan import Plan, validate
@@ -284,8 +284,9 @@ def copies_adapter_inputs(plan: Plan) -> bool:
     """Whether each LoRA layer makes its own copy of its input: PEFT casts the bf16 input to the
     fp32 adapter dtype (tuners/lora/layer.py, _cast_input_dtype) unless the script turns the
     cast off (ours do: autocast casts it straight back), and never on a 4-bit base under
-    autocast (tuners/lora/bnb.py)."""
-    return plan.method in ("lora", "dora") and plan.cast_adapter_inputs
+    autocast (tuners/lora/bnb.py). Compiled layers fuse the cast pair away (8B LoRA b4 on the
+    H100: +2.0 GiB with the cast rather than the +8.2 GiB of separate copies)."""
+    return plan.method in ("lora", "dora") and plan.cast_adapter_inputs and not speed.compiles(plan)
 
 
 def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
@@ -299,7 +300,8 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     whose input PEFT casts keeps its own bf16 copy of it (PEFT casts to the fp32 adapter
     dtype and autocast casts back: a new tensor per layer); with the cast off (our scripts)
     or on a 4-bit base (QLoRA) the adapted layers of a group share one tensor.
-    Korthikanti et al. 2022 (table 2) count the same way for a GPT block (34 h B/token)."""
+    Korthikanti et al. 2022 (table 2) count the same way for a GPT block (34 h B/token).
+    Compiled layers keep less: knowledge/memory.toml's compiled_* rows, measured on the H100."""
     a = _k("activations")
     h, q, kv = model.hidden_size, model.q_width, model.kv_width
     inter = model.moe_intermediate_size * model.experts_per_token if model.is_moe else model.intermediate_size
@@ -309,13 +311,16 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     modules = _all_linear(model)
 
     table = family_table(model.family)
+    compiled = speed.compiles(plan)
+    rms = a["compiled_rmsnorm_input_per_hidden"] if compiled else a["rmsnorm_input_per_hidden"]
     norm_weight = 0.0
     if full:  # a trainable norm weight keeps the normalised tensor: bf16, or fp32 where the norm computes in fp32
-        norm_weight = a["norm_weight_input_per_hidden"] * (2 if plan.precision != "bf16" or table.get("norm_weight_fp32") else 1)
-    per_norm = a["rmsnorm_input_per_hidden"] if model.norm == "rmsnorm" else a["layernorm_input_per_hidden"]
+        norm_weight = a["compiled_norm_weight_input_per_hidden"] if compiled else \
+            a["norm_weight_input_per_hidden"] * (2 if plan.precision != "bf16" or table.get("norm_weight_fp32") else 1)
+    per_norm = rms if model.norm == "rmsnorm" else a["layernorm_input_per_hidden"]
     b = model.norms_per_layer * (per_norm + norm_weight) * h
     if model.qk_norm:
-        b += (a["rmsnorm_input_per_hidden"] + norm_weight) * (q + kv)
+        b += (rms + norm_weight) * (q + kv)
     b += a["attention_qkv_out"] * (2 * q + 2 * kv) + a["attention_lse_per_head"] * model.num_heads
     if plan.method != "full" and "qkv_proj" in modules:
         # Phi-3's fused qkv_proj: v is a view of the fused output, so sdpa keeps all of it alive
@@ -347,7 +352,8 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
         b += a["linear_input_per_width"] * inter
     b += sum(a["linear_input_per_width"] * _group_width(model, g, inter) for g in kept_groups)
 
-    b += (a["gated_mlp_per_intermediate"] if model.mlp == "gated" else a["plain_mlp_per_intermediate"]) * inter
+    gated = a["compiled_gated_mlp_per_intermediate"] if compiled else a["gated_mlp_per_intermediate"]
+    b += (gated if model.mlp == "gated" else a["plain_mlp_per_intermediate"]) * inter
     for m in adapted:
         fan_in, fan_out, copies = model.module_shape(m)
         per = a["lora_a_output_per_rank"] * plan.rank

@@ -44,7 +44,8 @@ def fit_batch(model: ModelSpec, plan: Plan, gpu: GpuSpec, per_gpu_target: int) -
     """Micro-batch and checkpointing for `plan` on `gpu`: without checkpointing if any batch
     fits, else with it. None if batch 1 does not fit either way."""
     for ckpt in ((False, True) if plan.method != "prefix" else (False,)):
-        trial = plan.with_(grad_ckpt=ckpt)
+        # with accumulation the gradients are alive at the loss: search as if there were some
+        trial = plan.with_(grad_ckpt=ckpt, grad_accum=1 if per_gpu_target <= 1 else 2)
         top = memory.max_micro_batch(model, trial, gpu.memory_bytes)
         if top >= 1:
             batch = min(_pow2_floor(top), _pow2_floor(max(1, per_gpu_target)))

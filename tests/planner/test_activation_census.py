@@ -26,7 +26,7 @@ CASES = [
 @pytest.mark.parametrize("name,method", CASES)
 def test_formula_matches_saved_tensor_census(name, method):
     spec = models.resolve(name)
-    plan = Plan(model=name, method=method, seq_len=census.TOKENS[0][1])
+    plan = Plan(model=name, method=method, seq_len=census.TOKENS[0][1], compile=False)  # the census counts eager autograd
     measured = census.per_layer_per_token(spec, plan)
     formula = memory.layer_activation_bytes_per_token(census.small_spec(spec, 3), plan)
     assert formula == pytest.approx(measured, rel=0.015)
