@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from planner import knowledge, memory, rules
+from planner import knowledge, memory, rules, speed
 from planner.errors import PlanError
 from planner.hardware import GpuSpec
 from planner.models import ModelSpec
@@ -25,10 +25,12 @@ class Advice:
     recommendations: tuple[Recommendation, ...]
     estimate: memory.Estimate
     notes: tuple[str, ...] = ()
+    speed: speed.SpeedEstimate | None = None
 
     def as_dict(self) -> dict:
         return {"plan": self.plan.as_dict(), "recommendations": [r.as_dict() for r in self.recommendations],
-                "estimate": self.estimate.as_dict(), "notes": list(self.notes)}
+                "estimate": self.estimate.as_dict(), "notes": list(self.notes),
+                "speed": self.speed.as_dict() if self.speed else None}
 
 
 def _computed(setting: str, value, detail: str) -> Recommendation:
@@ -86,7 +88,8 @@ def fewest_gpus(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> tuple[int, Plan] 
 
 
 def recommend(model: ModelSpec, base: Plan, gpu: GpuSpec, examples: int | None = None,
-              task_kind: str = "general", method_given: bool = False, max_length: int | None = None) -> Advice:
+              task_kind: str = "general", method_given: bool = False, max_length: int | None = None,
+              dataset_tokens: int | None = None, price_per_hour: float | None = None) -> Advice:
     """A complete plan for `model` on `gpu` x base.gpus from the rule tables and the estimate."""
     if task_kind not in TASK_KINDS:
         raise PlanError(f"--task-kind {task_kind!r} is not one of {', '.join(TASK_KINDS)}")
@@ -168,4 +171,10 @@ def recommend(model: ModelSpec, base: Plan, gpu: GpuSpec, examples: int | None =
     recs.append(_computed("batch", plan.batch, detail))
     recs.append(_computed("grad_accum", accum, f"{plan.batch} x {accum} x {plan.world_size} GPU(s) = {plan.effective_batch}"))
     recs.append(_computed("grad_ckpt", plan.grad_ckpt, "needed to fit" if plan.grad_ckpt else "fits without it"))
-    return Advice(plan, tuple(recs), memory.estimate(model, plan, gpu), tuple(notes))
+    if speed.compiles(plan):
+        lever = next(r for r in knowledge.rows("speed", "lever") if r["id"] == "speed.compile")
+        recs.append(Recommendation("compile", True, lever["id"], lever["why"], lever["source"]))
+    if dataset_tokens is None and examples:
+        dataset_tokens = examples * plan.seq_len  # packed rows: an upper bound
+    timing = speed.estimate(model, plan, gpu, dataset_tokens, None, price_per_hour)
+    return Advice(plan, tuple(recs), memory.estimate(model, plan, gpu), tuple(notes), timing)

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from planner import knowledge, memory
+from planner import knowledge, memory, speed
 from planner.errors import RenderError
 from planner.models import ModelSpec, family_table
 from planner.plan import Plan, validate
@@ -113,6 +113,15 @@ def next_steps(plan: Plan, run_dir: Path, model_path: str) -> str:
     return "\n".join(lines)
 
 
+def speed_lines(model: ModelSpec, plan: Plan, estimate: memory.Estimate | None) -> list[str]:
+    lines = speed.explain(plan)
+    if estimate is not None and estimate.gpu is not None:
+        sp = speed.estimate(model, plan, estimate.gpu)
+        lines.append(f"predicted on {estimate.gpu.name}: {sp.tokens_per_s:,.0f} tokens/s, {sp.step_s:.2f} s per "
+                     f"optimizer step, MFU {sp.mfu:.0%} (ftplan estimate for the breakdown)")
+    return lines
+
+
 def render(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, data_path: str, data_format: str,
            command: str, estimate: memory.Estimate | None = None, recommendations=(), force: bool = False) -> RenderResult:
     validate(plan, model)
@@ -143,6 +152,7 @@ def render(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, data_pa
         ia3_feedforward=[m for m in fam.get("ia3_feedforward", ()) if m in targets],
         loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"],
         attention=memory.effective_attention(model, plan),
+        compiled=speed.compiles(plan), speed_lines=speed_lines(model, plan, estimate),
         title=f"{plan.task.upper()} {plan.method} fine-tune of {model.name}",
     )
     env = environment()

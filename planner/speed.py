@@ -1,9 +1,20 @@
 """Speed: which switches a plan's script really uses, and a step-time model calibrated on
-our rendered scripts on the H100 (knowledge/speed.toml, bench/results/speed-h100.jsonl)."""
+our rendered scripts on the H100 (knowledge/speed.toml, bench/results/speed-h100.jsonl).
+
+The step time is a sum of named terms, each a count of work (FLOPs, bytes, kernel
+launches) divided by what the GPU does per second (its datasheet bf16 FLOP/s and memory
+bandwidth) and multiplied by a fitted efficiency coefficient: 1 / coefficient is the share
+of the datasheet rate our scripts reach for that kind of work (bench/fit_speed.py fits them
+by non-negative least squares on relative error)."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 from planner import knowledge
+from planner.hardware import GpuSpec
+from planner.models import ModelSpec
 from planner.plan import Plan
 
 
@@ -11,3 +22,266 @@ def compiles(plan: Plan) -> bool:
     """Whether the rendered script compiles its decoder layers: the plan asks for it and the
     method has been measured compiled (knowledge/speed.toml [compile])."""
     return plan.compile and plan.method in knowledge.table("speed")["compile"]["methods"]
+
+
+def rows_per_micro_step(plan: Plan) -> int:
+    """DPO runs chosen and rejected in one forward: two rows per pair."""
+    return plan.batch * (2 if plan.task == "dpo" else 1)
+
+
+def trainable_params(model: ModelSpec, plan: Plan) -> int:
+    from planner.memory import adapter_params
+
+    return adapter_params(model, plan)
+
+
+def matmul_flops(model: ModelSpec, plan: Plan) -> float:
+    """Dense matmul FLOPs of one micro-step: 2 per weight per token forward; backward 2 for
+    the input gradient and, for trained weights only, 2 for the weight gradient (frozen
+    weights skip it: 4N + 6N_adapter rather than 6N; ../shared/notes/facts.md, Kaplan et al.
+    2020); checkpointing runs the layers' forward again; DPO adds the reference forward; the
+    chunked loss recomputes the head in backward."""
+    tokens = rows_per_micro_step(plan) * plan.seq_len
+    blocks, head = model.linear_params(), model.vocab_size * model.hidden_size
+    trained = blocks + head if plan.method == "full" else 0
+    adapters = trainable_params(model, plan) if plan.method in ("lora", "qlora", "dora") else 0
+    per_token = 2 * (blocks + head) + 2 * (blocks + head) + 2 * trained + 6 * adapters
+    if plan.grad_ckpt:
+        per_token += 2 * blocks
+    if plan.task == "dpo":
+        per_token += 2 * (blocks + head)
+    if plan.loss == "chunked":
+        per_token += 2 * head
+    return float(tokens * per_token)
+
+
+def attention_flops(model: ModelSpec, plan: Plan) -> float:
+    """Causal attention: QK^T and PV are 4 S q FLOPs per token per layer, halved by the causal
+    mask; backward is 2.5 times the forward (FlashAttention-2, Dao 2023); checkpointing and the
+    DPO reference add forwards."""
+    tokens = rows_per_micro_step(plan) * plan.seq_len
+    forward = 2.0 * plan.seq_len * model.q_width * model.num_layers * tokens
+    passes = 1 + 2.5 + (1 if plan.grad_ckpt else 0) + (1 if plan.task == "dpo" else 0)
+    return forward * passes
+
+
+def activation_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
+    """Pointwise work (norms, activation functions, residual adds, casts, dropout) reads and
+    writes about what a layer saves for backward: the saved-tensor bytes of the memory model
+    stand in for it."""
+    from planner.memory import layer_activation_bytes_per_token
+
+    passes = 1 + (1 if plan.grad_ckpt else 0) + (0.5 if plan.task == "dpo" else 0)
+    return float(layer_activation_bytes_per_token(model, plan) * rows_per_micro_step(plan) * plan.seq_len
+                 * model.num_layers * passes)
+
+
+def logits_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
+    """The loss reads and writes the [tokens, vocab] logits a few times (bf16 out, fp32 upcast,
+    log-softmax, their gradients); the fused loss keeps them in chunks it never writes out."""
+    if plan.loss == "fused":
+        return 0.0
+    return float(rows_per_micro_step(plan) * plan.seq_len * model.vocab_size * (2 if plan.task == "dpo" else 1))
+
+
+def dequant_bytes(model: ModelSpec, plan: Plan) -> float:
+    """QLoRA dequantizes every 4-bit weight to bf16 for each matmul pass that reads it."""
+    if plan.method != "qlora":
+        return 0.0
+    passes = 2 + (1 if plan.grad_ckpt else 0) + (1 if plan.task == "dpo" else 0)
+    return float(model.linear_params() * passes)
+
+
+def dora_bytes(model: ModelSpec, plan: Plan) -> float:
+    """DoRA builds each adapted layer's full weight to take its column norms, every forward."""
+    if plan.method != "dora":
+        return 0.0
+    from planner.memory import _adapted_widths
+
+    return float(model.linear_params() * (2 + (1 if plan.grad_ckpt else 0)))
+
+
+def layer_launches(model: ModelSpec, plan: Plan) -> float:
+    """Per-layer fixed cost (kernel launches, Python) per micro-step: eager and compiled apart."""
+    passes = 2 + (1 if plan.grad_ckpt else 0) + (1 if plan.task == "dpo" else 0)
+    return float(model.num_layers * passes)
+
+
+def adapter_launches(model: ModelSpec, plan: Plan) -> float:
+    """Eager adapters run a handful of small kernels per adapted module per pass (A, B, scale,
+    add, casts): a fixed cost per module that compilation fuses away."""
+    if plan.method in ("full", "prefix"):
+        return 0.0
+    from planner.memory import _ia3_modules
+
+    modules = _ia3_modules(model, plan) if plan.method == "ia3" else model.target_modules(plan.targets)
+    passes = 2 + (1 if plan.grad_ckpt else 0) + (1 if plan.task == "dpo" else 0)
+    return float(len(modules) * model.num_layers * passes)
+
+
+def loss_chunks(model: ModelSpec, plan: Plan) -> float:
+    """The chunked loss runs one checkpointed chunk of LOSS_CHUNK tokens at a time."""
+    if plan.loss != "chunked":
+        return 0.0
+    chunk = knowledge.table("memory")["loss"]["chunk_tokens"]
+    return float(math.ceil(rows_per_micro_step(plan) * plan.seq_len / chunk) * (3 if plan.task == "dpo" else 2))
+
+
+def optimizer_params(model: ModelSpec, plan: Plan) -> float:
+    return float(trainable_params(model, plan))
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    unit: str       # what the raw count is divided by: "flops", "bytes" or "seconds"
+    detail: str
+
+
+FEATURES = (
+    Feature("matmul", "flops", "dense matmuls"),
+    Feature("attention", "flops", "attention (sdpa)"),
+    Feature("pointwise_eager", "bytes", "pointwise work, eager layers"),
+    Feature("pointwise_compiled", "bytes", "pointwise work, compiled layers"),
+    Feature("logits", "bytes", "logits and loss"),
+    Feature("dequant", "bytes", "4-bit dequantization"),
+    Feature("dora", "bytes", "DoRA weight norms"),
+    Feature("launch_eager", "seconds", "per-layer launch overhead, eager"),
+    Feature("launch_compiled", "seconds", "per-layer launch overhead, compiled"),
+    Feature("adapter_launch_eager", "seconds", "per-adapter launch overhead, eager"),
+    Feature("loss_chunks", "seconds", "chunked loss, per chunk"),
+    Feature("optimizer_fused", "bytes", "optimizer step (fused AdamW)"),
+    Feature("optimizer_8bit", "bytes", "optimizer step (bitsandbytes 8-bit)"),
+)
+
+
+def raw_features(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> dict[str, float]:
+    """Each feature's work divided by the GPU's datasheet rate: seconds at 100% efficiency."""
+    flops = gpu.bf16_tflops * 1e12
+    bw = gpu.bandwidth_gbs * 1e9
+    compiled = compiles(plan)
+    act = activation_traffic_bytes(model, plan)
+    accum = plan.grad_accum
+    optimizer = optimizer_params(model, plan)
+    return {
+        "matmul": accum * matmul_flops(model, plan) / flops,
+        "attention": accum * attention_flops(model, plan) / flops,
+        "pointwise_eager": 0.0 if compiled else accum * act / bw,
+        "pointwise_compiled": accum * act / bw if compiled else 0.0,
+        "logits": accum * logits_traffic_bytes(model, plan) / bw,
+        "dequant": accum * dequant_bytes(model, plan) / bw,
+        "dora": accum * dora_bytes(model, plan) / bw,
+        "launch_eager": 0.0 if compiled else accum * layer_launches(model, plan) * 1e-3,
+        "launch_compiled": accum * layer_launches(model, plan) * 1e-3 if compiled else 0.0,
+        "adapter_launch_eager": 0.0 if compiled else accum * adapter_launches(model, plan) * 1e-3,
+        "loss_chunks": accum * loss_chunks(model, plan) * 1e-3,
+        "optimizer_fused": optimizer / bw if plan.optim == "adamw" else 0.0,
+        "optimizer_8bit": optimizer / bw if plan.optim != "adamw" else 0.0,
+    }
+
+
+@dataclass(frozen=True)
+class SpeedTerm:
+    name: str
+    seconds: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class SpeedEstimate:
+    """Time of one optimizer step as named terms, and what follows from it."""
+    plan: Plan
+    gpu: GpuSpec
+    terms: tuple[SpeedTerm, ...]
+    tokens_per_step: int           # real tokens per optimizer step over all GPUs
+    model_flops_per_step: float    # matmul + attention FLOPs per optimizer step, one GPU
+    dataset_tokens: int | None
+    epochs: float
+    price_per_hour: float
+
+    @property
+    def step_s(self) -> float:
+        return sum(t.seconds for t in self.terms)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens_per_step / self.step_s
+
+    @property
+    def mfu(self) -> float:
+        """Model FLOPs utilisation: the FLOPs the plan needs (frozen weights skip their weight
+        gradient) per second, over the GPU's datasheet bf16 rate."""
+        return self.model_flops_per_step / self.step_s / (self.gpu.bf16_tflops * 1e12)
+
+    @property
+    def total_steps(self) -> int | None:
+        if not self.dataset_tokens:
+            return None
+        return max(1, math.ceil(self.dataset_tokens * self.epochs / self.tokens_per_step))
+
+    @property
+    def total_s(self) -> float | None:
+        steps = self.total_steps
+        return None if steps is None else steps * self.step_s
+
+    @property
+    def cost(self) -> float | None:
+        total = self.total_s
+        return None if total is None else total / 3600 * self.price_per_hour * self.plan.world_size
+
+    def as_dict(self) -> dict:
+        return {
+            "step_s": round(self.step_s, 4), "tokens_per_s": round(self.tokens_per_s, 1), "mfu": round(self.mfu, 4),
+            "tokens_per_step": self.tokens_per_step, "dataset_tokens": self.dataset_tokens, "epochs": self.epochs,
+            "total_steps": self.total_steps, "total_s": None if self.total_s is None else round(self.total_s, 1),
+            "gpu_hours": None if self.total_s is None else round(self.total_s / 3600 * self.plan.world_size, 3),
+            "price_per_gpu_hour": self.price_per_hour, "cost": None if self.cost is None else round(self.cost, 2),
+            "terms": [{"name": t.name, "seconds": round(t.seconds, 5), "detail": t.detail} for t in self.terms],
+            "compiled": compiles(self.plan),
+            "scope": "one GPU's compute; data-parallel communication is not modelled",
+        }
+
+
+def estimate(model: ModelSpec, plan: Plan, gpu: GpuSpec, dataset_tokens: int | None = None,
+             epochs: float | None = None, price_per_hour: float | None = None) -> SpeedEstimate:
+    """Step time, tokens/s, MFU, total time and cost of `plan` on `gpu` (knowledge/speed.toml [model])."""
+    coef = knowledge.table("speed")["model"]
+    raw = raw_features(model, plan, gpu)
+    terms = tuple(SpeedTerm(f.name, raw[f.name] * float(coef[f.name]), f.detail)
+                  for f in FEATURES if raw[f.name] * float(coef[f.name]) > 0)
+    flops = plan.grad_accum * (matmul_flops(model, plan) + attention_flops(model, plan))
+    return SpeedEstimate(
+        plan=plan, gpu=gpu, terms=terms,
+        tokens_per_step=plan.batch * plan.seq_len * plan.grad_accum * plan.world_size * (2 if plan.task == "dpo" else 1),
+        model_flops_per_step=flops, dataset_tokens=dataset_tokens,
+        epochs=plan.epochs if epochs is None else epochs,
+        price_per_hour=gpu.price_per_hour_usd if price_per_hour is None else price_per_hour,
+    )
+
+
+def _lever(lever_id: str) -> dict:
+    return next(r for r in knowledge.rows("speed", "lever") if r["id"] == lever_id)
+
+
+def explain(plan: Plan) -> list[str]:
+    """The speed choices of a plan's script, each with the measurement behind it: the lines
+    the rendered train.py carries in its header."""
+    lines = []
+    if compiles(plan):
+        lines.append(f"compiled decoder layers: {_lever('speed.compile')['why']}")
+    elif plan.compile:
+        lines.append(f"eager: {plan.method} has not been measured compiled yet (knowledge/speed.toml [compile])")
+    else:
+        lines.append("eager: compilation turned off (--no-compile)")
+    ckpt = _lever("speed.no-grad-ckpt")["why"]
+    lines.append(("gradient checkpointing on: the plan does not fit without it; " if plan.grad_ckpt
+                  else "gradient checkpointing off: ") + ckpt)
+    if plan.method in ("lora", "dora") and not plan.cast_adapter_inputs:
+        lines.append(f"adapter input cast off: {_lever('speed.no-input-cast')['why']}")
+    if plan.method in ("lora", "qlora", "dora"):
+        d = _lever("speed.dropout-0")
+        lines.append(f"lora_dropout {plan.dropout}: " + (d["why"] if plan.dropout == 0 else
+                                                         f"regularisation chosen over speed ({d['why']})"))
+    if plan.optim == "adamw":
+        lines.append(f"fused AdamW: {_lever('speed.optimizer')['why']}")
+    return lines

@@ -58,6 +58,21 @@ def add_plan_args(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     p.add_argument("--dpo-loss", choices=DPO_LOSSES, default=g(d.dpo_loss_type))
 
 
+def add_speed_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset-tokens", type=_positive_int, help="training tokens per epoch, for total time and cost")
+    p.add_argument("--epochs", type=float, help="epochs for total time and cost (default: the plan's)")
+    p.add_argument("--price", type=float, help="USD per GPU-hour (default: the GPU catalog's on-demand price)")
+
+
+def check_speed_args(args) -> None:
+    if getattr(args, "price", None) is not None and args.price < 0:
+        raise FtplanError(f"--price must be zero or more USD per GPU-hour (got {args.price})")
+    if getattr(args, "epochs", None) is not None and args.epochs <= 0:
+        raise FtplanError(f"--epochs must be positive (got {args.epochs})")
+    if getattr(args, "dataset_tokens", None) is not None and args.dataset_tokens < 1:
+        raise FtplanError(f"--dataset-tokens must be at least 1 (got {args.dataset_tokens})")
+
+
 def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="dataset file (JSON or JSONL)")
     p.add_argument("--data-format", default="auto", choices=("auto", "alpaca", "sharegpt", "messages", "completion", "preference"))

@@ -74,3 +74,28 @@ def print_recommendations(advice) -> None:
     for n in advice.notes:
         c.print(f"note: {n}")
     print_estimate(advice.estimate)
+    if advice.speed is not None:
+        print_speed(advice.speed)
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def print_speed(sp) -> None:
+    """Step time as named terms, then tokens/s, MFU, total time and cost."""
+    c = console()
+    parts = ", ".join(f"{t.detail} {t.seconds * 1000:,.0f} ms" for t in sorted(sp.terms, key=lambda t: -t.seconds))
+    c.print(f"speed on {sp.gpu.name}{' (compiled layers)' if sp.as_dict()['compiled'] else ''}: "
+            f"{sp.step_s:.3f} s/step = {parts}")
+    c.print(f"  {sp.tokens_per_s:,.0f} tokens/s over {sp.plan.world_size} GPU(s), MFU {sp.mfu:.0%} of "
+            f"{sp.gpu.bf16_tflops:,.0f} TFLOP/s bf16 (model fitted to H100 runs of our scripts)")
+    if sp.total_s is not None:
+        c.print(f"  {sp.dataset_tokens:,} tokens x {sp.epochs:g} epochs = {sp.total_steps:,} steps, "
+                f"{duration(sp.total_s)}, ${sp.cost:,.2f} at ${sp.price_per_hour:.2f}/GPU-hour")
+    else:
+        c.print("  add --dataset-tokens N for total time and cost")

@@ -25,6 +25,20 @@ def test_estimate_json_contract():
     assert d["fits"] is True and d["gpu"]["name"] == "H100-SXM" and d["max_micro_batch"] >= 4
 
 
+def test_estimate_and_recommend_report_time_and_cost():
+    out = cli("estimate", "--model", "Llama-3.1-8B", "--batch", "4", "--gpu", "H100-SXM", "--dataset-tokens",
+              "50000000", "--epochs", "2", "--price", "2.5", "--json")
+    sp = json.loads(out.stdout)["speed"]
+    assert sp["total_steps"] == -(-100_000_000 // (4 * 2048)) and sp["price_per_gpu_hour"] == 2.5
+    assert sp["cost"] == pytest.approx(sp["total_s"] / 3600 * 2.5, abs=0.01)
+    assert {t["name"] for t in sp["terms"]} >= {"matmul", "attention"} and 0 < sp["mfu"] < 1
+    rec = json.loads(cli("recommend", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--examples", "1000",
+                         "--json").stdout)
+    assert rec["speed"]["tokens_per_s"] > 0 and rec["speed"]["dataset_tokens"] == 1000 * rec["plan"]["seq_len"]
+    text = cli("estimate", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--dataset-tokens", "1000000").stdout
+    assert "tokens/s" in text and "MFU" in text and "$" in text
+
+
 def test_estimate_does_not_import_torch_or_transformers():
     code = subprocess.run([sys.executable, "-c", (
         "import sys; from planner.cli.main import main;"
@@ -45,6 +59,8 @@ def test_estimate_does_not_import_torch_or_transformers():
     (("estimate", "--model", "Llama-3.1-8B", "--method", "magic"), "invalid choice"),
     (("estimate", "--model", "99999B"), "outside"),
     (("recommend", "--model", "Llama-3.1-8B", "--gpu", "L4", "--examples", "0"), "--examples"),
+    (("estimate", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--price", "-1"), "--price"),
+    (("estimate", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--epochs", "0"), "--epochs"),
     (("run", "/nonexistent/run"), "no launch.sh"),
     (("data", "/nonexistent.jsonl"), "no such dataset"),
 ])

@@ -5,7 +5,8 @@ from planner.plan import Plan
 
 RULE_IDS = {r["id"] for r in knowledge.rows("hyperparams", "rule")} | \
     {s["id"] for s in knowledge.rows("distributed", "stage")} | \
-    {f"targets.{f['name']}" for f in knowledge.rows("targets", "family")}
+    {f"targets.{f['name']}" for f in knowledge.rows("targets", "family")} | \
+    {r["id"] for r in knowledge.rows("speed", "lever")}
 
 
 def advise(model="Llama-3.1-8B", gpu="H100-SXM", gpus=1, **kw):
