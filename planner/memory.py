@@ -159,8 +159,8 @@ def base_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
         if plan.offload == "all":
             block = model.layer_params() * dt["bf16"]
             return 2 * block, f"parameters offloaded to CPU; two gathered blocks of {model.layer_params():,} params x 2 B"
-        b //= plan.world_size
-        detail += f" / {plan.world_size} GPUs (sharded)"
+        b //= shard_count(plan)
+        detail += f" / {shard_count(plan)} GPUs (sharded)"
     return b, detail
 
 
@@ -188,8 +188,8 @@ def gradient_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     b = n * width
     detail = f"{n:,} trainable x {width} B"
     if plan.zero >= 2 or plan.engine == "fsdp":
-        b //= plan.world_size
-        detail += f" / {plan.world_size} GPUs"
+        b //= shard_count(plan)
+        detail += f" / {shard_count(plan)} GPUs"
     return b, detail
 
 
@@ -220,8 +220,8 @@ def optimizer_state_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
         detail = f"{n:,} trainable x {opt['adamw_states']} states x {width} B"
     b = int(n * per)
     if plan.zero >= 1 or plan.engine == "fsdp":
-        b //= plan.world_size
-        detail += f" / {plan.world_size} GPUs"
+        b //= shard_count(plan)
+        detail += f" / {shard_count(plan)} GPUs"
     return b, detail
 
 
@@ -230,7 +230,7 @@ def autocast_weight_copy_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     graph keeps that copy until backward (torch.autocast weight cache): 2 B per param."""
     if not (plan.method == "full" and plan.precision == "mixed"):
         return 0, "no fp32 weights to cast"
-    n = model.total_params() // (plan.world_size if _shards_params(plan) else 1)
+    n = model.total_params() // (shard_count(plan) if _shards_params(plan) else 1)
     return n * 2, f"{n:,} params x 2 B bf16 copies"
 
 
@@ -240,7 +240,7 @@ def reference_model_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     (Rafailov et al. 2023; TRL DPOTrainer's ref_model)."""
     if plan.task != "dpo" or plan.method != "full":
         return 0, "none" if plan.task != "dpo" else "adapters disabled for the reference pass"
-    n = model.total_params() // (plan.world_size if _shards_params(plan) else 1)
+    n = model.total_params() // (shard_count(plan) if _shards_params(plan) else 1)
     return n * 2, f"{n:,} params x 2 B (bf16 reference copy)"
 
 
@@ -522,6 +522,14 @@ def _deepspeed(plan: Plan) -> bool:
     return plan.engine == "deepspeed" or (plan.zero >= 1 and plan.engine != "fsdp")
 
 
+def shard_count(plan: Plan) -> int:
+    """GPUs a sharded state is split over: all of them, or one node's with FSDP hybrid
+    sharding (shard within a node, replicate across nodes; Zhao et al. 2023, PyTorch FSDP)."""
+    if plan.engine == "fsdp" and plan.shard == "hybrid":
+        return plan.gpus
+    return plan.world_size
+
+
 def _shards_params(plan: Plan) -> bool:
     return plan.zero == 3 or plan.engine == "fsdp"
 
@@ -533,9 +541,9 @@ def host_ram_bytes(model: ModelSpec, plan: Plan) -> int:
     if plan.offload == "none":
         return 0
     n = adapter_params(model, plan)
-    b = n * (12 + 4) // plan.world_size
+    b = n * (12 + 4) // shard_count(plan)
     if plan.offload == "all":
-        b += model.total_params() * 2 // plan.world_size
+        b += model.total_params() * 2 // shard_count(plan)
     return b
 
 

@@ -18,6 +18,7 @@ OFFLOADS = ("none", "optimizer", "all")
 DPO_LOSSES = ("sigmoid", "hinge", "ipo")
 REPORT_TO = ("none", "tensorboard", "wandb")
 ENGINES = ("none", "deepspeed", "fsdp")
+SHARDS = ("full", "hybrid")
 FORMATS = ("auto", "alpaca", "sharegpt", "messages", "completion", "preference")
 
 MAX_SEQ_LEN = 1_048_576
@@ -55,6 +56,7 @@ class Plan:
     zero: int = 0
     offload: str = "none"
     engine: str = "none"
+    shard: str = "full"            # FSDP: full (all GPUs) | hybrid (within a node, replicated across nodes)
     # training
     learning_rate: float = 2e-4
     scheduler: str = "cosine"
@@ -85,6 +87,19 @@ class Plan:
     @property
     def world_size(self) -> int:
         return self.gpus * self.nodes
+
+    @property
+    def launcher_engine(self) -> str:
+        """What runs the processes: none (one GPU), ddp, deepspeed (any ZeRO stage) or fsdp."""
+        if self.engine == "fsdp":
+            return "fsdp"
+        if self.engine == "deepspeed" or self.zero > 0:
+            return "deepspeed"
+        return "ddp" if self.world_size > 1 else "none"
+
+    @property
+    def distributed(self) -> bool:
+        return self.launcher_engine != "none"
 
     @property
     def is_peft(self) -> bool:
@@ -136,6 +151,7 @@ def validate(plan: Plan, model=None) -> Plan:
     _choice("dpo_loss_type", plan.dpo_loss_type, DPO_LOSSES)
     _choice("report_to", plan.report_to, REPORT_TO)
     _choice("engine", plan.engine, ENGINES)
+    _choice("shard", plan.shard, SHARDS)
     _choice("data_format", plan.data_format, FORMATS)
     for name, low, high in (("batch", 1, MAX_BATCH), ("seq_len", 8, MAX_SEQ_LEN), ("grad_accum", 1, 1_000_000),
                             ("gpus", 1, 1024), ("nodes", 1, 4096)):
@@ -165,8 +181,16 @@ def validate(plan: Plan, model=None) -> Plan:
         raise PlanError("--offload needs ZeRO sharding; add --zero 2 or --zero 3 (or --engine fsdp)")
     if plan.offload == "all" and plan.zero != 3 and plan.engine != "fsdp":
         raise PlanError("--offload all (parameters too) needs --zero 3; use --offload optimizer with stage 1 or 2")
-    if plan.method == "qlora" and plan.zero == 3:
-        raise PlanError("QLoRA with ZeRO-3 is not supported by our scripts (4-bit weights cannot be sharded by DeepSpeed here); use --zero 2 or FSDP")
+    if plan.engine == "fsdp" and plan.zero:
+        raise PlanError("--engine fsdp shards by itself; drop --zero (ZeRO stages are DeepSpeed's)")
+    if plan.shard == "hybrid" and (plan.engine != "fsdp" or plan.nodes < 2):
+        raise PlanError("--shard hybrid (shard within a node, replicate across nodes) needs --engine fsdp and --nodes 2 or more")
+    if plan.method == "qlora" and plan.launcher_engine in ("deepspeed", "fsdp"):
+        raise PlanError("QLoRA's 4-bit weights are not sharded by our scripts; run it data parallel: drop --zero/--engine (the adapters are small)")
+    if plan.distributed and plan.loss != "standard":
+        raise PlanError("the chunked and fused losses call the decoder directly, past the engine's wrapper; use --loss standard on several GPUs or with ZeRO/FSDP")
+    if plan.task == "dpo" and plan.method == "full" and _shards_params_of(plan):
+        raise PlanError("DPO full fine-tuning keeps an unsharded reference model; with ZeRO-3/FSDP use a PEFT method (the reference is the adapter-free model) or --zero 2")
     if not 0 < plan.learning_rate < 1:
         raise PlanError(f"learning rate must be between 0 and 1 (got {plan.learning_rate})")
     if not 0.0 <= plan.eval_fraction < 0.5:
@@ -176,6 +200,10 @@ def validate(plan: Plan, model=None) -> Plan:
     if model is not None:
         _validate_against_model(plan, model)
     return plan
+
+
+def _shards_params_of(plan: Plan) -> bool:
+    return plan.zero == 3 or plan.engine == "fsdp"
 
 
 def _validate_against_model(plan: Plan, model) -> None:

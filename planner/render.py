@@ -19,7 +19,8 @@ from planner.plan import Plan, validate
 
 SUPPORTED = {"transformers": ("5.0", "6.0"), "peft": ("0.17", "1.0"), "torch": ("2.4", "3.0"),
              "bitsandbytes": ("0.45", "1.0")}
-FILES = ("train.py", "launch.sh", "merge.py")
+FILES = ("train.py", "launch.sh", "merge.py", "slurm.sbatch")
+BUCKET_ELEMENTS = 200_000_000  # DeepSpeed communication buckets; memory.engine_buffer_bytes counts them
 
 
 def py_literal(value) -> str:
@@ -122,11 +123,83 @@ def speed_lines(model: ModelSpec, plan: Plan, estimate: memory.Estimate | None) 
     return lines
 
 
+def deepspeed_config(plan: Plan) -> dict:
+    """ds_config.json for a ZeRO stage (DeepSpeed config reference, docs/_pages/config-json.md).
+    The script brings its own AdamW, so zero_force_ds_cpu_optimizer is off; under offload its
+    states live in host RAM."""
+    zero: dict = {"stage": plan.zero, "overlap_comm": True, "contiguous_gradients": True,
+                  "reduce_bucket_size": BUCKET_ELEMENTS}
+    if plan.zero in (1, 2):
+        zero["allgather_bucket_size"] = BUCKET_ELEMENTS
+    if plan.zero == 3:
+        zero.update({"stage3_prefetch_bucket_size": BUCKET_ELEMENTS, "stage3_param_persistence_threshold": 100_000,
+                     "stage3_gather_16bit_weights_on_model_save": True})
+    if plan.offload in ("optimizer", "all"):
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    if plan.offload == "all":
+        zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    return {
+        "train_micro_batch_size_per_gpu": plan.batch,
+        "gradient_accumulation_steps": plan.grad_accum,
+        "train_batch_size": plan.batch * plan.grad_accum * plan.world_size,
+        "gradient_clipping": plan.max_grad_norm,
+        "bf16": {"enabled": plan.precision != "fp32"},
+        "zero_optimization": zero,
+        "zero_force_ds_cpu_optimizer": False,
+        "steps_per_print": 1_000_000_000,
+        "wall_clock_breakdown": False,
+    }
+
+
+def accelerate_config(plan: Plan) -> dict:
+    """accelerate_config.yaml: the same job for `accelerate launch` (accelerate's ClusterConfig)."""
+    engine = plan.launcher_engine
+    cfg: dict = {
+        "compute_environment": "LOCAL_MACHINE",
+        "distributed_type": {"ddp": "MULTI_GPU", "deepspeed": "DEEPSPEED", "fsdp": "FSDP"}[engine],
+        "num_machines": plan.nodes, "num_processes": plan.world_size, "machine_rank": 0,
+        "main_process_ip": "127.0.0.1" if plan.nodes == 1 else None, "main_process_port": 29500,
+        "mixed_precision": "no",  # the script runs bf16 itself (autocast / bf16 weights)
+        "rdzv_backend": "static" if plan.nodes == 1 else "c10d", "same_network": True,
+        "use_cpu": False, "gpu_ids": "all",
+    }
+    if engine == "deepspeed":
+        cfg["deepspeed_config"] = {"deepspeed_config_file": "ds_config.json", "zero3_init_flag": plan.zero == 3}
+    if engine == "fsdp":
+        cfg["fsdp_config"] = {"fsdp_version": 2, "fsdp_reshard_after_forward": True,
+                              "fsdp_offload_params": plan.offload != "none",
+                              "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+                              "fsdp_state_dict_type": "SHARDED_STATE_DICT"}
+    return cfg
+
+
+def yaml_text(d: dict, indent: int = 0) -> str:
+    """YAML for a dict of scalars and dicts (what accelerate's config files hold)."""
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.append(" " * indent + f"{k}:")
+            out.append(yaml_text(v, indent + 2).rstrip("\n"))
+        elif v is None:
+            out.append(" " * indent + f"{k}: null")
+        else:
+            out.append(" " * indent + f"{k}: {json.dumps(v)}")
+    return "\n".join(out) + "\n"
+
+
+def slurm_time_limit(seconds: float | None) -> str:
+    """sbatch --time: half as long again as the estimate plus half an hour; a day when unknown."""
+    if seconds is None:
+        return "1-00:00:00"
+    total = int(seconds * 1.5 + 1800)
+    days, rest = divmod(total, 86400)
+    return f"{days}-{rest // 3600:02d}:{rest % 3600 // 60:02d}:00"
+
+
 def render(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, data_path: str, data_format: str,
-           command: str, estimate: memory.Estimate | None = None, recommendations=(), force: bool = False) -> RenderResult:
+           command: str, estimate: memory.Estimate | None = None, recommendations=(), force: bool = False,
+           dataset_tokens: int | None = None) -> RenderResult:
     validate(plan, model)
-    if plan.world_size > 1 or plan.zero or plan.engine != "none":
-        raise RenderError("multi-GPU and ZeRO/FSDP rendering is not available yet; render a single-GPU plan (--gpus 1 --zero 0)")
     run_dir = Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()) and not force:
         raise RenderError(f"{run_dir} exists and is not empty; choose another -o or pass --force to overwrite its scripts")
@@ -153,6 +226,11 @@ def render(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, data_pa
         loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"],
         attention=memory.effective_attention(model, plan),
         compiled=speed.compiles(plan), speed_lines=speed_lines(model, plan, estimate),
+        distributed=plan.distributed, engine=plan.launcher_engine, run_dir_abs=str(Path(run_dir).resolve()),
+        job_name="".join(c if c.isalnum() or c in "-_." else "-" for c in plan.run_name)[:64] or "ftplan",
+        cpus_per_task=max(4, 8 * plan.gpus),
+        time_limit=slurm_time_limit(speed.estimate(model, plan, estimate.gpu, dataset_tokens).total_s
+                                    if estimate is not None and estimate.gpu is not None and dataset_tokens else None),
         title=f"{plan.task.upper()} {plan.method} fine-tune of {model.name}",
     )
     env = environment()
@@ -162,8 +240,16 @@ def render(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, data_pa
         text = env.get_template(f"{name}.j2").render(**ctx)
         path = run_dir / name
         path.write_text(text)
-        if name.endswith(".sh"):
+        if name.endswith((".sh", ".sbatch")):
             path.chmod(0o755)
+        written.append(path)
+    if plan.launcher_engine == "deepspeed":
+        path = run_dir / "ds_config.json"
+        path.write_text(json.dumps(deepspeed_config(plan), indent=2) + "\n")
+        written.append(path)
+    if plan.distributed:
+        path = run_dir / "accelerate_config.yaml"
+        path.write_text(yaml_text(accelerate_config(plan)))
         written.append(path)
     steps = next_steps(plan, run_dir.resolve(), model_path)
     (run_dir / "plan.toml").write_text(plan_toml(plan, {"model_path": model_path, "data_path": ctx["data_path"],

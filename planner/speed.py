@@ -20,8 +20,10 @@ from planner.plan import Plan
 
 def compiles(plan: Plan) -> bool:
     """Whether the rendered script compiles its decoder layers: the plan asks for it and the
-    method has been measured compiled (knowledge/speed.toml [compile])."""
-    return plan.compile and plan.method in knowledge.table("speed")["compile"]["methods"]
+    method has been measured compiled (knowledge/speed.toml [compile]); DeepSpeed and FSDP
+    wrap the layers themselves and run them eager."""
+    return plan.compile and plan.method in knowledge.table("speed")["compile"]["methods"] and \
+        plan.launcher_engine in ("none", "ddp")
 
 
 def rows_per_micro_step(plan: Plan) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 
@@ -53,3 +54,29 @@ class Finished:
     last_step: int
     diagnosis: Diagnosis | None = None
     output: str = ""
+
+
+def parse(line: str) -> dict | None:
+    """The script's JSON event on this output line, or None for any other line."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+def typed(event: dict):
+    """The typed event for a script event the display shows, or None (finished, failed, ...)."""
+    kind = event.get("event")
+    if kind == "start":
+        return Started(event.get("total_steps", 0), event.get("start_step", 0), event)
+    if kind == "step":
+        return Metric(event["step"], event.get("total_steps", 0), event)
+    if kind == "eval":
+        return Eval(event["step"], event["eval_loss"])
+    if kind == "checkpoint":
+        return Checkpoint(event["step"], event["path"], event.get("reason", ""))
+    return None

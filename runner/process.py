@@ -18,7 +18,7 @@ from typing import Iterator
 
 from planner.errors import RunError
 from runner import diagnose, status
-from runner.events import Checkpoint, Eval, Finished, LogLine, Metric, Started
+from runner.events import Finished, LogLine, Metric, parse, typed
 
 OUTPUTS = ("metrics.jsonl", "stdout.log", "stderr.log", "checkpoints", "output", "status.json")
 
@@ -68,27 +68,22 @@ def run(run_dir: str | Path, resume: bool = False, force: bool = False, env: dic
             for line in proc.stdout:
                 stdout_log.write(line)
                 stdout_log.flush()
-                event = _parse(line)
+                event = parse(line)
                 if event is None:
                     yield LogLine(line.rstrip("\n"))
                     continue
                 metrics.append(event)
-                kind = event.get("event")
-                if kind == "start":
-                    yield Started(event.get("total_steps", 0), event.get("start_step", 0), event)
-                elif kind == "step":
-                    last_step = event["step"]
-                    yield Metric(event["step"], event.get("total_steps", 0), event)
-                elif kind == "eval":
-                    yield Eval(event["step"], event["eval_loss"])
-                elif kind == "checkpoint":
-                    yield Checkpoint(event["step"], event["path"], event.get("reason", ""))
+                shown = typed(event)
+                if isinstance(shown, Metric):
+                    last_step = shown.step
+                if shown is not None:
+                    yield shown
         except KeyboardInterrupt:
             interrupted = True
             _interrupt(proc)
             for line in proc.stdout:  # drain: the script logs its checkpoint on the way out
                 stdout_log.write(line)
-                event = _parse(line)
+                event = parse(line)
                 if event:
                     metrics.append(event)
         code = proc.wait()
@@ -108,17 +103,6 @@ def run(run_dir: str | Path, resume: bool = False, force: bool = False, env: dic
     status.write(run_dir, state=state, exit_code=code, ended=status.now(), last_step=last_step,
                  diagnosis=diag.__dict__ if diag else None)
     yield Finished(state, code, last_step, diag, finished.get("output", ""))
-
-
-def _parse(line: str) -> dict | None:
-    line = line.strip()
-    if not line.startswith("{"):
-        return None
-    try:
-        event = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return event if isinstance(event, dict) and "event" in event else None
 
 
 def _interrupt(proc: subprocess.Popen) -> None:

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-STATES = ("running", "succeeded", "failed", "interrupted")
+STATES = ("running", "submitted", "succeeded", "failed", "interrupted")
 
 
 def path(run_dir: Path) -> Path:

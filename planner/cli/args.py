@@ -54,6 +54,8 @@ def add_plan_args(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=g(d.zero))
     p.add_argument("--offload", choices=OFFLOADS, default=g(d.offload))
     p.add_argument("--engine", choices=("none", "deepspeed", "fsdp"), default=g(d.engine))
+    p.add_argument("--shard", choices=("full", "hybrid"), default=g(d.shard),
+                   help="FSDP: shard over all GPUs, or within a node and replicate across nodes")
     p.add_argument("--dpo-beta", type=float, default=g(d.dpo_beta))
     p.add_argument("--dpo-loss", choices=DPO_LOSSES, default=g(d.dpo_loss_type))
 
@@ -107,7 +109,7 @@ def plan_from_args(args, model: models.ModelSpec, **overrides) -> Plan:
         model=args.model, method=args.method, task=args.task, batch=args.batch, seq_len=args.seq_len,
         grad_accum=args.grad_accum, rank=args.rank, dropout=args.dropout, targets=args.targets,
         virtual_tokens=args.virtual_tokens, precision=args.precision, optim=args.optim, grad_ckpt=args.grad_ckpt,
-        loss=args.loss, compile=args.compile, zero=args.zero, offload=args.offload, engine=args.engine, nodes=args.nodes,
+        loss=args.loss, compile=args.compile, zero=args.zero, offload=args.offload, engine=args.engine, shard=args.shard, nodes=args.nodes,
         dpo_beta=args.dpo_beta, dpo_loss_type=args.dpo_loss,
     )
     fields = {k: v for k, v in fields.items() if v is not None}

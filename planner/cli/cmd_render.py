@@ -60,13 +60,15 @@ def run(args) -> int:
 
         gpu, note = (hardware.find(plan.gpu) if plan.gpu else None), ""
     else:
-        gpu, _, note = A.resolve_gpu(args)
+        gpu, gpus, note = A.resolve_gpu(args)
+        if not args.plan:
+            plan = plan.with_(gpus=gpus)
     if gpu is not None:
         plan = plan.with_(gpu=gpu.name)
     est = memory.estimate(model, plan, gpu)
     command = "ftplan " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = render.render(plan, model, Path(args.output), model_path, data_path, stats.format, command,
-                           estimate=est, force=args.force)
+                           estimate=est, force=args.force, dataset_tokens=stats.rows * stats.percentiles[50])
     for problem in render.check_versions():
         output.note(f"warning: {problem}; the script may need changes")
     if args.json:

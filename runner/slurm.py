@@ -1,0 +1,114 @@
+"""Hand a run directory's slurm.sbatch to SLURM and follow the job through its log.
+
+The batch script writes slurm-<job id>.out in the run directory; rank 0's JSON lines in it
+are the same events `ftplan run` shows for a local run. status.json records the job id."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+from planner.errors import RunError
+from runner import diagnose, status
+from runner.events import Finished, LogLine, Metric, parse, typed
+
+DONE_STATES = {"COMPLETED": "succeeded", "FAILED": "failed", "CANCELLED": "interrupted", "TIMEOUT": "failed",
+               "OUT_OF_MEMORY": "failed", "NODE_FAIL": "failed", "PREEMPTED": "interrupted", "BOOT_FAIL": "failed",
+               "DEADLINE": "failed"}
+
+
+def _slurm(cmd: list[str], what: str) -> str:
+    if shutil.which(cmd[0]) is None:
+        raise RunError(f"{cmd[0]} not found: {what} needs SLURM's commands on PATH (run on a login node)")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout or "no output").strip().splitlines()[-1]
+        raise RunError(f"{cmd[0]} refused the job: {last}")
+    return proc.stdout
+
+
+def submit(run_dir: str | Path, sbatch_args: tuple[str, ...] = ()) -> str:
+    """sbatch the run directory's slurm.sbatch; return the job id."""
+    run_dir = Path(run_dir).resolve()
+    script = run_dir / "slurm.sbatch"
+    if not script.exists():
+        raise RunError(f"{run_dir} has no slurm.sbatch; render it again with this ftplan (ftplan render --plan {run_dir}/plan.toml -o DIR)")
+    earlier = status.read(run_dir)
+    if earlier.get("state") == "submitted" and _job_state(earlier.get("job_id")) not in (None, *DONE_STATES):
+        raise RunError(f"{run_dir} already has job {earlier['job_id']} queued or running; cancel it with scancel first")
+    job_id = _slurm(["sbatch", "--parsable", "--chdir", str(run_dir), *sbatch_args, str(script)], "ftplan submit")
+    job_id = job_id.strip().split(";")[0]
+    status.write(run_dir, state="submitted", job_id=job_id, log=str(run_dir / f"slurm-{job_id}.out"),
+                 started=status.now(), ended=None, exit_code=None, runner_pid=None)
+    return job_id
+
+
+def _job_state(job_id: str | None) -> str | None:
+    """SLURM's state of the job (PENDING, RUNNING, COMPLETED, ...), or None once it has left
+    the controller's memory."""
+    if not job_id or shutil.which("scontrol") is None:
+        return None
+    proc = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True)
+    m = re.search(r"JobState=(\w+)", proc.stdout)
+    return m.group(1) if m else None
+
+
+def _exit_code(job_id: str) -> int | None:
+    proc = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True)
+    m = re.search(r"\bExitCode=(\d+):(\d+)", proc.stdout)
+    return int(m.group(1)) if m else None
+
+
+def follow(run_dir: str | Path, poll_s: float = 1.0, timeout_s: float | None = None) -> Iterator:
+    """Yield the job's events from its log until SLURM says it ended; the last is Finished."""
+    run_dir = Path(run_dir).resolve()
+    st = status.read(run_dir)
+    job_id = st.get("job_id")
+    if not job_id:
+        raise RunError(f"{run_dir} has no submitted job; submit it with ftplan submit {run_dir}")
+    log_path = Path(st.get("log") or run_dir / f"slurm-{job_id}.out")
+    metrics: list[dict] = []
+    last_step, offset, buffer = 0, 0, ""
+    start = time.monotonic()
+    state = _job_state(job_id)
+    while True:
+        if log_path.exists():
+            with open(log_path, errors="replace") as f:
+                f.seek(offset)
+                chunk = f.read()
+                offset = f.tell()
+            buffer += chunk
+            *lines, buffer = buffer.split("\n")
+            for line in lines:
+                event = parse(line)
+                if event is None:
+                    if line.strip():
+                        yield LogLine(line)
+                    continue
+                metrics.append(event)
+                shown = typed(event)
+                if isinstance(shown, Metric):
+                    last_step = shown.step
+                if shown is not None:
+                    yield shown
+        if state in DONE_STATES or state is None and log_path.exists() and any(
+                m.get("event") in ("finished", "failed", "interrupted") for m in metrics):
+            break
+        if timeout_s is not None and time.monotonic() - start > timeout_s:
+            raise RunError(f"job {job_id} still {state} after {timeout_s:.0f} s; follow it later with ftplan run {run_dir}")
+        time.sleep(poll_s)
+        state = _job_state(job_id)
+    code = _exit_code(job_id) if state else None
+    if code is None:
+        code = 0 if any(m.get("event") == "finished" for m in metrics) else 1
+    result = DONE_STATES.get(state or "", "succeeded" if code == 0 else "failed")
+    log_text = log_path.read_text(errors="replace")[-200_000:] if log_path.exists() else ""
+    diag = diagnose.diagnose(run_dir, code, log_text, metrics) if result != "succeeded" else None
+    finished = next((m for m in reversed(metrics) if m.get("event") == "finished"), {})
+    status.write(run_dir, state=result, exit_code=code, ended=status.now(), last_step=last_step,
+                 diagnosis=diag.__dict__ if diag else None)
+    yield Finished(result, code, last_step, diag, finished.get("output", ""))
