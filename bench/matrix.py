@@ -102,3 +102,16 @@ COMPILED = [
     dict(model="Gemma-2-2B", method="lora", batch=4, seq_len=2048),
     dict(model="Mistral-7B-v0.3", method="lora", batch=8, seq_len=8192),
 ]
+
+# Engines at world size 1 on the H100 (bench/results/memory-h100-engines.jsonl): DeepSpeed
+# ZeRO-2 and ZeRO-3 with optimizer offload, FSDP2; LoRA and full fine-tuning. Offload and the
+# engines' own buffers are real at one GPU.
+ENGINES = [
+    dict(model="Llama-3.2-1B", method="lora", batch=4, seq_len=2048, zero=2),
+    dict(model="Llama-3.2-1B", method="full", batch=4, seq_len=2048, zero=2),
+    dict(model="Llama-3.2-1B", method="lora", batch=4, seq_len=2048, zero=3, offload="optimizer"),
+    dict(model="Llama-3.2-1B", method="full", batch=4, seq_len=2048, zero=3, offload="optimizer"),
+    dict(model="Llama-3.2-1B", method="lora", batch=4, seq_len=2048, engine="fsdp"),
+    dict(model="Llama-3.2-1B", method="full", batch=4, seq_len=2048, engine="fsdp"),
+    dict(model="Llama-3.2-1B", method="full", batch=4, seq_len=2048, engine="fsdp", offload="all"),
+]

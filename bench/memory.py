@@ -30,8 +30,27 @@ from planner.plan import Plan  # noqa: E402
 WORK = Path(os.environ.get("BENCH_WORK", Path(__file__).resolve().parent.parent / ".bench"))
 
 
+def tree_rss(pid: int) -> int:
+    """Resident host memory of a process and all its descendants (torchrun, its workers)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 class NvmlPeak:
-    """Polls NVML every 10 ms: the device's used memory (minus the idle baseline)."""
+    """Polls NVML every 10 ms: the device's used memory (minus the idle baseline); with a
+    pid, also the host RAM of that process tree."""
 
     def __init__(self, index: int = 0):
         import pynvml
@@ -41,6 +60,8 @@ class NvmlPeak:
         self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         self.baseline = pynvml.nvmlDeviceGetMemoryInfo(self.handle).used
         self.peak = self.baseline
+        self.pid = None
+        self.host_peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -48,6 +69,8 @@ class NvmlPeak:
         while not self._stop.is_set():
             used = self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used
             self.peak = max(self.peak, used)
+            if self.pid is not None:
+                self.host_peak = max(self.host_peak, tree_rss(self.pid))
             time.sleep(0.01)
 
     def __enter__(self):
@@ -140,8 +163,11 @@ def run_one(case: dict, steps: int, vers: dict, warmup: int = 1) -> dict:
                   command="bench/memory.py", force=True)
     t0 = time.time()
     with NvmlPeak() as nv:
-        proc = subprocess.run(["bash", str(run_dir / "launch.sh")], capture_output=True, text=True,
-                              env={**os.environ, "PYTHON": sys.executable})
+        proc = subprocess.Popen(["bash", str(run_dir / "launch.sh")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ, "PYTHON": sys.executable})
+        nv.pid = proc.pid
+        stdout, stderr = proc.communicate()
+        proc.stdout, proc.stderr = stdout, stderr
     events = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
     step_events = [e for e in events if e.get("event") == "step"]
     finished = next((e for e in events if e.get("event") == "finished"), {})
@@ -152,6 +178,7 @@ def run_one(case: dict, steps: int, vers: dict, warmup: int = 1) -> dict:
         "measured_nvml_peak_bytes": nv.peak - nv.baseline, "nvml_baseline_bytes": nv.baseline,
         "measured_reserved_peak_bytes": finished.get("peak_reserved_bytes"),
         "measured_alloc_peak_bytes": finished.get("peak_alloc_bytes"),
+        "measured_host_rss_peak_bytes": nv.host_peak,
         "tokens_per_s": statistics.median(e["tokens_per_s"] for e in timed) if timed else None,
         "step_s": statistics.median(e["step_s"] for e in timed) if timed else None,
         "steps": len(step_events), "wall_s": round(time.time() - t0, 1), "versions": vers,

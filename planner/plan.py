@@ -181,6 +181,8 @@ def validate(plan: Plan, model=None) -> Plan:
         raise PlanError("--offload needs ZeRO sharding; add --zero 2 or --zero 3 (or --engine fsdp)")
     if plan.offload == "all" and plan.zero != 3 and plan.engine != "fsdp":
         raise PlanError("--offload all (parameters too) needs --zero 3; use --offload optimizer with stage 1 or 2")
+    if plan.engine == "fsdp" and plan.offload == "optimizer":
+        raise PlanError("FSDP offloads parameters, gradients and optimizer states together; use --offload all with --engine fsdp")
     if plan.engine == "fsdp" and plan.zero:
         raise PlanError("--engine fsdp shards by itself; drop --zero (ZeRO stages are DeepSpeed's)")
     if plan.shard == "hybrid" and (plan.engine != "fsdp" or plan.nodes < 2):
