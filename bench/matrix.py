@@ -115,3 +115,6 @@ ENGINES = [
     dict(model="Llama-3.2-1B", method="full", batch=4, seq_len=2048, engine="fsdp"),
     dict(model="Llama-3.2-1B", method="full", batch=4, seq_len=2048, engine="fsdp", offload="all"),
 ]
+
+# Last device call of session 3: the ZeRO-3 LoRA offload run that failed, and the tail of COMPILED.
+RETRY = [ENGINES[2]] + COMPILED[6:]

@@ -185,6 +185,8 @@ def run_one(case: dict, steps: int, vers: dict, warmup: int = 1) -> dict:
     }
     if proc.returncode != 0 and not oom:
         result["stderr_tail"] = proc.stderr[-1500:]
+        # torchrun's own report hides the worker's exception above it: keep the error lines
+        result["stderr_errors"] = [l for l in proc.stderr.splitlines() if "Error" in l or "error:" in l][-15:]
     shutil.rmtree(run_dir, ignore_errors=True)
     return result
 

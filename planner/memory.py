@@ -535,16 +535,27 @@ def _shards_params(plan: Plan) -> bool:
 
 
 def host_ram_bytes(model: ModelSpec, plan: Plan) -> int:
-    """Host RAM that offload needs: DeepSpeed's CPU Adam keeps fp32 master weights and two
-    fp32 states (12 B per param) for this GPU's shard, plus a pinned fp32 gradient buffer
-    (4 B); parameter offload adds the bf16 parameters (ZeRO-Infinity paper, table 1)."""
+    """Host RAM of one training process (one per GPU): the process itself (measured), plus
+    what offload keeps there. DeepSpeed's optimizer offload keeps the fp32 master weights,
+    two fp32 states and the fp32 gradients of this GPU's shard (16 B per param, Ren et al.
+    2021) and buffers of its own (8 B, measured); parameter offload adds the bf16 parameters
+    (ZeRO-Infinity, Rajbhandari et al. 2021). FSDP2's CPU offload keeps parameters, gradients
+    and optimizer states of the shard in their own dtypes (torch CPUOffloadPolicy)."""
+    host = _k("host")
+    b = host["process_bytes"]
     if plan.offload == "none":
-        return 0
+        return int(b)
     n = adapter_params(model, plan)
-    b = n * (12 + 4) // shard_count(plan)
+    shards = shard_count(plan)
+    if plan.engine == "fsdp":
+        width = _trainable_dtype_bytes(plan)
+        params = model.total_params() * (2 if plan.precision == "bf16" or plan.method == "qlora" else 4)
+        b += (params + n * (width + _k("optimizer")["adamw_states"] * width)) / shards
+        return int(b)
+    b += n * host["deepspeed_offload_per_param"] / shards
     if plan.offload == "all":
-        b += model.total_params() * 2 // shard_count(plan)
-    return b
+        b += model.total_params() * 2 / shards
+    return int(b)
 
 
 # ====================================================================== the estimate

@@ -96,7 +96,8 @@ def test_zero_stages_shard_what_they_should():
     assert z1["gradients"] == z0["gradients"] and z2["gradients"] == z0["gradients"] // 8
     assert z3["weights"] == z0["weights"] // 8
     off = est(**base, zero=3, offload="optimizer")
-    assert "optimizer_states" not in off.breakdown() and off.host_ram_bytes == L8.total_params() * 16 // 8
+    offload_bytes = off.host_ram_bytes - est(**base, zero=3).host_ram_bytes
+    assert "optimizer_states" not in off.breakdown() and offload_bytes == pytest.approx(L8.total_params() * 24 / 8, abs=2)
 
 
 def test_fit_headroom_and_largest_micro_batch():
