@@ -286,7 +286,14 @@ def copies_adapter_inputs(plan: Plan) -> bool:
     cast off (ours do: autocast casts it straight back), and never on a 4-bit base under
     autocast (tuners/lora/bnb.py). Compiled layers fuse the cast pair away (8B LoRA b4 on the
     H100: +2.0 GiB with the cast rather than the +8.2 GiB of separate copies)."""
-    return plan.method in ("lora", "dora") and plan.cast_adapter_inputs and not speed.compiles(plan)
+    return plan.method in ("lora", "dora") and casts_adapter_inputs(plan) and not speed.compiles(plan)
+
+
+def casts_adapter_inputs(plan: Plan) -> bool:
+    """Whether the script leaves PEFT's input cast on: when the plan asks, and under ZeRO-3,
+    whose own linear function (LinearFunctionForZeroStage3) is not autocast-aware and needs
+    the input in the fp32 adapter dtype (measured on the H100: bf16 != float without it)."""
+    return plan.cast_adapter_inputs or (plan.launcher_engine == "deepspeed" and plan.zero == 3)
 
 
 def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:

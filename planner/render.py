@@ -225,7 +225,7 @@ def render(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, data_pa
         ia3_feedforward=[m for m in fam.get("ia3_feedforward", ()) if m in targets],
         loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"],
         attention=memory.effective_attention(model, plan),
-        compiled=speed.compiles(plan), speed_lines=speed_lines(model, plan, estimate),
+        compiled=speed.compiles(plan), cast_inputs=memory.casts_adapter_inputs(plan), speed_lines=speed_lines(model, plan, estimate),
         distributed=plan.distributed, engine=plan.launcher_engine, run_dir_abs=str(Path(run_dir).resolve()),
         job_name="".join(c if c.isalnum() or c in "-_." else "-" for c in plan.run_name)[:64] or "ftplan",
         cpus_per_task=max(4, 8 * plan.gpus),
