@@ -333,10 +333,12 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
         # Phi-3's fused qkv_proj: v is a view of the fused output, so sdpa keeps all of it alive
         b += a["attention_qkv_out"] * (q + kv)
     if effective_attention(model, plan) == "eager":
-        b += a["eager_scores_per_head_position"] * model.num_heads * plan.seq_len
+        scores = a["compiled_eager_scores_per_head_position"] if compiled else a["eager_scores_per_head_position"]
+        b += scores * model.num_heads * plan.seq_len
 
+    zero3 = plan.launcher_engine == "deepspeed" and plan.zero == 3
     kept_groups = set()
-    if full:
+    if full or zero3:  # ZeRO-3's linear function saves every input, frozen or not
         kept_groups = {INPUT_GROUP[m] for m in modules}
     elif adapters and not copies_adapter_inputs(plan) and plan.dropout == 0:
         kept_groups = {INPUT_GROUP[m] for m in adapted}
@@ -363,9 +365,9 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     b += (gated if model.mlp == "gated" else a["plain_mlp_per_intermediate"]) * inter
     for m in adapted:
         fan_in, fan_out, copies = model.module_shape(m)
-        per = a["lora_a_output_per_rank"] * plan.rank
+        per = a["lora_a_output_fp32_per_rank" if zero3 else "lora_a_output_per_rank"] * plan.rank
         if copies_adapter_inputs(plan):
-            per += a["lora_input_copy_per_width"] * fan_in
+            per += a["lora_input_copy_fp32_per_width" if zero3 else "lora_input_copy_per_width"] * fan_in
         if plan.dropout > 0:
             per += a["lora_dropout_mask_per_width"] * fan_in
             if not copies_adapter_inputs(plan):
@@ -542,14 +544,16 @@ def _shards_params(plan: Plan) -> bool:
 
 
 def host_ram_bytes(model: ModelSpec, plan: Plan) -> int:
-    """Host RAM of one training process (one per GPU): the process itself (measured), plus
-    what offload keeps there. DeepSpeed's optimizer offload keeps the fp32 master weights,
+    """Host RAM of one training process (one per GPU): the process itself (measured), the
+    weights while from_pretrained reads them, plus what offload keeps there. DeepSpeed's optimizer offload keeps the fp32 master weights,
     two fp32 states and the fp32 gradients of this GPU's shard (16 B per param, Ren et al.
     2021) and buffers of its own (8 B, measured); parameter offload adds the bf16 parameters
     (ZeRO-Infinity, Rajbhandari et al. 2021). FSDP2's CPU offload keeps parameters, gradients
     and optimizer states of the shard in their own dtypes (torch CPUOffloadPolicy)."""
     host = _k("host")
     b = host["process_bytes"]
+    if plan.method != "qlora":  # from_pretrained reads the weights into host RAM before they move to the GPU
+        b += model.total_params() * (4 if plan.precision != "bf16" else 2)
     if plan.offload == "none":
         return int(b)
     n = adapter_params(model, plan)

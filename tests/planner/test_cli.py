@@ -62,6 +62,8 @@ def test_estimate_does_not_import_torch_or_transformers():
     (("estimate", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--price", "-1"), "--price"),
     (("estimate", "--model", "Llama-3.1-8B", "--gpu", "H100-SXM", "--epochs", "0"), "--epochs"),
     (("run", "/nonexistent/run"), "no launch.sh"),
+    (("submit", "/nonexistent/run"), "no slurm.sbatch"),
+    (("estimate", "--model", "Llama-3.1-8B", "--engine", "fsdp", "--zero", "2", "--gpus", "2"), "drop --zero"),
     (("data", "/nonexistent.jsonl"), "no such dataset"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle):
