@@ -39,7 +39,9 @@ def main() -> None:
         rows.append([f[x.name] / r["step_s"] for x in speed.FEATURES])
         target.append(1.0)
         labels.append((r["_file"], r.get("label") or f"{plan.model} {plan.method} {plan.task} b{plan.batch} s{plan.seq_len}"))
-    coef, _ = nnls(np.array(rows), np.array(target))
+    fitted = [i for i, x in enumerate(speed.FEATURES) if x.name not in speed.SET_BY_HAND]
+    coef = np.zeros(len(speed.FEATURES))
+    coef[fitted], _ = nnls(np.array(rows)[:, fitted], np.array(target))
     print("[model]")
     for x, c in zip(speed.FEATURES, coef):
         print(f"{x.name} = {c:.4g}")

@@ -38,7 +38,7 @@ def _computed(setting: str, value, detail: str) -> Recommendation:
     return Recommendation(setting, value, rule["id"], f"{rule['why']} ({detail})" if detail else rule["why"], rule["source"])
 
 
-def _pow2_floor(n: int) -> int:
+def pow2_floor(n: int) -> int:
     return 1 << (max(1, n).bit_length() - 1)
 
 
@@ -50,7 +50,7 @@ def fit_batch(model: ModelSpec, plan: Plan, gpu: GpuSpec, per_gpu_target: int) -
         trial = plan.with_(grad_ckpt=ckpt, grad_accum=1 if per_gpu_target <= 1 else 2)
         top = memory.max_micro_batch(model, trial, gpu.memory_bytes)
         if top >= 1:
-            batch = min(_pow2_floor(top), _pow2_floor(max(1, per_gpu_target)))
+            batch = min(pow2_floor(top), pow2_floor(max(1, per_gpu_target)))
             return trial.with_(batch=batch), f"largest fit {top}, checkpointing {'on' if ckpt else 'off'}"
     return None
 
@@ -69,20 +69,29 @@ def choose_zero(model: ModelSpec, plan: Plan, gpu: GpuSpec, per_gpu_target: int)
     return None
 
 
+def fit_on(model: ModelSpec, plan: Plan, gpu: GpuSpec, n: int) -> Plan | None:
+    """The cheapest engine configuration on which the plan fits n GPUs of this type at
+    micro-batch 1: plain data parallel, ZeRO-2, ZeRO-3, then ZeRO-3 with optimizer offload
+    (ZeRO-2 for QLoRA); checkpointing only where it is needed."""
+    for zero, offload in ((0, "none"), (2, "none"), (3, "none"), (3, "optimizer")):
+        if (n == 1 and zero) and offload == "none":
+            continue
+        if plan.method == "qlora" and zero:
+            continue
+        trial = plan.with_(gpus=min(n, 8), nodes=max(1, n // 8), zero=zero, offload=offload, batch=1, engine="none")
+        for ckpt in (False, True):
+            if memory.total_bytes(model, trial.with_(grad_ckpt=ckpt)) <= gpu.memory_bytes:
+                return trial.with_(grad_ckpt=ckpt)
+    return None
+
+
 def fewest_gpus(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> tuple[int, Plan] | None:
-    """The fewest GPUs of this type on which the plan fits at micro-batch 1 (ZeRO-3, or
-    ZeRO-2 for QLoRA, with optimizer offload as a last resort)."""
+    """The fewest GPUs of this type (powers of two) on which the plan fits at micro-batch 1."""
     n = 1
     while n <= MAX_GPUS_SEARCHED:
-        for zero, offload in ((0, "none"), (2, "none"), (3, "none"), (3, "optimizer")):
-            if (n == 1 and zero) and offload == "none":
-                continue
-            if plan.method == "qlora" and zero == 3:
-                continue
-            trial = plan.with_(gpus=min(n, 8), nodes=max(1, n // 8), zero=zero, offload=offload, batch=1)
-            for ckpt in (False, True):
-                if memory.total_bytes(model, trial.with_(grad_ckpt=ckpt)) <= gpu.memory_bytes:
-                    return n, trial.with_(grad_ckpt=ckpt)
+        fitted = fit_on(model, plan, gpu, n)
+        if fitted is not None:
+            return n, fitted
         n *= 2
     return None
 

@@ -109,7 +109,8 @@ def plan_from_args(args, model: models.ModelSpec, **overrides) -> Plan:
         model=args.model, method=args.method, task=args.task, batch=args.batch, seq_len=args.seq_len,
         grad_accum=args.grad_accum, rank=args.rank, dropout=args.dropout, targets=args.targets,
         virtual_tokens=args.virtual_tokens, precision=args.precision, optim=args.optim, grad_ckpt=args.grad_ckpt,
-        loss=args.loss, compile=args.compile, zero=args.zero, offload=args.offload, engine=args.engine, shard=args.shard, nodes=args.nodes,
+        loss=args.loss, compile=args.compile, zero=args.zero, offload=args.offload, engine=args.engine, shard=args.shard,
+        nodes=getattr(args, "nodes", None),
         dpo_beta=args.dpo_beta, dpo_loss_type=args.dpo_loss,
     )
     fields = {k: v for k, v in fields.items() if v is not None}

@@ -18,6 +18,7 @@ COMMANDS = {
     "run": "run a rendered directory with live progress, diagnosis and resume (follows a submitted SLURM job)",
     "submit": "hand a rendered directory's slurm.sbatch to SLURM and follow the job",
     "demo": "plan, render and really run a tiny LoRA fine-tune on the CPU (no GPU, no network)",
+    "capacity": "the fewest GPUs of each catalog type a plan fits on, with time and cost, cheapest first",
     "gpus": "GPUs detected through NVML, and the catalog",
     "models": "the model catalog",
     "data": "detect a dataset's format, validate every row, report token lengths",

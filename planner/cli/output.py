@@ -48,10 +48,8 @@ def print_estimate(est) -> None:
               f"peak as nvidia-smi shows it (reserved + context), {est.peak_phase}")
     c.print(t)
     c.print(f"trainable {est.trainable_params:,} of {est.model.total_params():,} params")
-    p_gpus = est.plan.gpus
-    c.print(f"host RAM: {gib(est.host_ram_bytes)} per training process"
-            + (f", {gib(est.host_ram_bytes * p_gpus)} per node of {p_gpus} GPUs" if p_gpus > 1 else "")
-            + (" (offload included)" if est.plan.offload != "none" else ""))
+    c.print(f"host RAM: {gib(est.host_ram_bytes)} per training process (RSS: the process, the checkpoint while it "
+            f"loads{', offloaded states' if est.plan.offload != 'none' else ''})")
     if est.gpu is None:
         c.print("no GPU given or detected: add --gpu NAME to check the fit")
         return
