@@ -27,8 +27,22 @@ class Advice:
     notes: tuple[str, ...] = ()
     speed: speed.SpeedEstimate | None = None
 
+    @property
+    def summary(self) -> str:
+        """One line: e.g. '70B full fine-tune: 8 x H100-SXM, ZeRO-3 with optimizer offload, 61 GB per GPU'."""
+        p, est = self.plan, self.estimate
+        params = est.model.total_params() / 1e9
+        size = f"{params:.0f}B" if params >= 10 else f"{params:.1f}B"
+        engine = {"none": "one GPU", "ddp": "data parallel", "fsdp": "FSDP"}.get(p.launcher_engine, f"ZeRO-{p.zero}")
+        if p.offload != "none":
+            engine += f" with {'optimizer' if p.offload == 'optimizer' else 'parameter and optimizer'} offload"
+        gpu = est.gpu.name if est.gpu else "GPU"
+        nodes = f" on {p.nodes} nodes" if p.nodes > 1 else ""
+        return (f"{size} {p.method} {p.task.upper()}: {p.world_size} x {gpu}{nodes}, {engine}, "
+                f"{est.total_bytes / 1e9:.0f} GB per GPU{', checkpointing' if p.grad_ckpt else ''}")
+
     def as_dict(self) -> dict:
-        return {"plan": self.plan.as_dict(), "recommendations": [r.as_dict() for r in self.recommendations],
+        return {"summary": self.summary, "plan": self.plan.as_dict(), "recommendations": [r.as_dict() for r in self.recommendations],
                 "estimate": self.estimate.as_dict(), "notes": list(self.notes),
                 "speed": self.speed.as_dict() if self.speed else None}
 

@@ -62,6 +62,7 @@ def print_recommendations(advice) -> None:
     from rich.table import Table
 
     c = console()
+    c.print(f"[bold]{advice.summary}[/]")
     t = Table(title=f"Recommended plan for {advice.plan.model}", title_justify="left")
     for col in ("setting", "value", "rule", "why", "source"):
         t.add_column(col, overflow="fold")

@@ -60,3 +60,12 @@ def test_fewest_gpus_for_a_plan_that_does_not_fit_one():
     assert n > 1 and memory.total_bytes(m, plan) <= hardware.resolve("H100-SXM").memory_bytes
     smaller = plan.with_(gpus=max(1, n // 2) if n <= 8 else 8, nodes=max(1, n // 16))
     assert n == 1 or memory.total_bytes(m, smaller) > hardware.resolve("H100-SXM").memory_bytes
+
+
+def test_summary_names_gpus_engine_and_per_gpu_memory():
+    m = models.resolve("Llama-3.1-70B")
+    a = recommend.recommend(m, Plan(model="x", method="full", gpus=8), hardware.resolve("H100-SXM"),
+                            examples=100_000, method_given=True)
+    assert a.summary.startswith("71B full SFT: 8 x H100-SXM, ZeRO-3")
+    assert f"{a.estimate.total_bytes / 1e9:.0f} GB per GPU" in a.summary
+    assert a.as_dict()["summary"] == a.summary

@@ -61,6 +61,8 @@ def test_whole_flow_to_a_real_run(tmp_path, tiny_model, dataset, monkeypatch):
             await _next(pilot, app, "ModelScreen")
             await _next(pilot, app, "PlanScreen")
             assert "fits" in str(app.screen.query_one("#fits").render())
+            timing = str(app.screen.query_one("#speed").render())
+            assert "tokens/s" in timing and "MFU" in timing and "$" in timing
             await _next(pilot, app, "ScriptScreen")
             await pilot.click("#run")
             await pilot.pause(0.5)

@@ -1,5 +1,6 @@
 """Step 4: the plan: per-GPU memory as a stacked bar against the card, fits or not, changes
-that make it fit (one key each), and the recommended settings with their rules."""
+that make it fit (one key each), training time and cost, and the recommended settings with
+their rules."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Button, DataTable, Footer, Header, Static
 
-from planner import fixes, hardware, memory, models, recommend
+from planner import fixes, hardware, memory, models, recommend, speed
 from planner.errors import FtplanError
 from planner.plan import Plan
 from planner.tui.screens.base import WizardScreen
@@ -30,6 +31,18 @@ def memory_bar(est: memory.Estimate, width: int = BAR_WIDTH) -> str:
     return bar + "\n" + "  ".join(legend)
 
 
+def speed_line(sp: speed.SpeedEstimate | None) -> str:
+    """Tokens/s, step time and MFU; total time and cost where the dataset size is known."""
+    if sp is None:
+        return ""
+    text = (f"speed: {sp.tokens_per_s:,.0f} tokens/s, {sp.step_s:.2f} s/step, MFU {sp.mfu:.0%} "
+            f"on {sp.plan.world_size} x {sp.gpu.name}")
+    if sp.total_s is not None:
+        hours = sp.total_s / 3600
+        text += f"; {sp.total_steps:,} steps, {hours:.1f} h, ${sp.cost:,.2f} at ${sp.price_per_hour:.2f}/GPU-hour"
+    return text
+
+
 class PlanScreen(WizardScreen):
     HELP = "The estimate is per GPU, as nvidia-smi shows it. Keys 1-3 apply a change that makes the plan fit."
     BINDINGS = [Binding("1", "fix(0)", "fix 1", show=False), Binding("2", "fix(1)", "fix 2", show=False),
@@ -40,6 +53,7 @@ class PlanScreen(WizardScreen):
         yield Static("4 · Plan", classes="title")
         yield Static(id="memory-bar")
         yield Static(id="fits")
+        yield Static(id="speed")
         yield DataTable(id="recs", zebra_stripes=True)
         yield self.nav_buttons("Next: script")
         yield Footer()
@@ -53,11 +67,16 @@ class PlanScreen(WizardScreen):
             gpu = hardware.resolve(s.gpu)
             base = Plan(model=s.model, task=s.task, method=s.method if s.method != "auto" else "lora",
                         seq_len=s.seq_len, gpus=s.gpus, gpu=gpu.name, data=s.data)
-            s.advice = recommend.recommend(model, base, gpu, examples=s.examples, method_given=s.method != "auto")
+            s.advice = recommend.recommend(model, base, gpu, examples=s.examples, method_given=s.method != "auto",
+                                           dataset_tokens=self._dataset_tokens())
         except FtplanError as e:
             self.app.show_error(str(e))
             return
         self._show(s.advice.estimate)
+
+    def _dataset_tokens(self) -> int | None:
+        s = self.state
+        return s.examples * s.seq_len if s.examples else None  # packed rows: an upper bound
 
     def _show(self, est: memory.Estimate) -> None:
         self.query_one("#memory-bar", Static).update(memory_bar(est))
@@ -68,6 +87,7 @@ class PlanScreen(WizardScreen):
         for i, f in enumerate(self._fixes):
             text += f"\n  [{i + 1}] {f.describe(est.gpu)}"
         self.query_one("#fits", Static).update(text)
+        self.query_one("#speed", Static).update(speed_line(self.state.advice.speed))
         table = self.query_one("#recs", DataTable)
         table.clear()
         for r in self.state.advice.recommendations:
@@ -79,7 +99,8 @@ class PlanScreen(WizardScreen):
         fix = self._fixes[index]
         advice = self.state.advice
         est = memory.estimate(advice.estimate.model, fix.plan, advice.estimate.gpu)
-        self.state.advice = recommend.Advice(fix.plan, advice.recommendations, est, advice.notes)
+        timing = speed.estimate(est.model, fix.plan, est.gpu, self._dataset_tokens())
+        self.state.advice = recommend.Advice(fix.plan, advice.recommendations, est, advice.notes, timing)
         self._show(est)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
