@@ -1,4 +1,5 @@
-"""Wall time of `ftplan estimate` and `ftplan --help` (the planner's start-up path: no torch).
+"""Wall time of `ftplan estimate` and `ftplan --help` (the planner's start-up path: no torch),
+and of the wizard until its first screen is on (headless Textual, 80 x 24).
 
     python3 bench/startup.py > bench/results/startup-cpu.json
 
@@ -10,6 +11,7 @@ import platform
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 
 COMMANDS = {
@@ -17,6 +19,16 @@ COMMANDS = {
                  "--gpu", "H100-SXM", "--json"],
     "estimate_text": ["ftplan", "estimate", "--model", "Llama-3.1-8B", "--method", "lora", "--gpu", "L4"],
     "help": ["ftplan", "--help"],
+    # the process starts, imports the wizard, mounts the checklist screen and exits
+    "tui_first_screen": [sys.executable, "-c", (
+        "import asyncio\n"
+        "from planner.tui.app import FtplanApp\n"
+        "async def go():\n"
+        "    app = FtplanApp()\n"
+        "    async with app.run_test(size=(80, 24)) as pilot:\n"
+        "        await pilot.pause()\n"
+        "        assert type(app.screen).__name__ == 'ChecklistScreen'\n"
+        "asyncio.run(go())\n")],
 }
 
 
