@@ -74,7 +74,10 @@ def diagnose(run_dir: Path, exit_code: int, log_text: str, metrics: list[dict]) 
         row = next(r for r in _rows() if r.get("signal") == sig)
         return _make(row, [row["advice"]])
     if exit_code not in (0, 130):
-        tail = [l for l in log_text.strip().splitlines() if l.strip()][-1:] or ["(no output)"]
+        lines = [l for l in log_text.strip().splitlines() if l.strip()]
+        # under torchrun the last lines are its own summary: the worker's exception is the last "...Error:" line
+        errors = [l for l in lines if re.search(r"\w+(Error|Exception):", l) and "ChildFailedError" not in l]
+        tail = errors[-1:] or lines[-1:] or ["(no output)"]
         return Diagnosis("unknown", "Training script failed", f"exit code {exit_code}: {tail[0][:200]}",
                          ("read stderr.log in the run directory",), "runner")
     return None

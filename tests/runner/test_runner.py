@@ -121,3 +121,25 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path, tiny_model, da
     resumed = list(process.run(run_dir, resume=True))
     assert resumed[-1].state == "succeeded", (run_dir / "stderr.log").read_text()[-2000:]
     assert [e.step for e in resumed if isinstance(e, Metric)] == [stopped_at + 1, stopped_at + 2]
+
+
+@pytest.mark.parametrize("stderr,failure", [
+    ("[rank0]: RuntimeError: expected mat1 and mat2 to have the same dtype, but got: c10::BFloat16 != float", "zero3-dtype"),
+    ("[rank1]:[E] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=5, OpType=ALLREDUCE)", "collective-timeout"),
+    ("torch.distributed.elastic.rendezvous.api.RendezvousTimeoutError", "rendezvous"),
+])
+def test_distributed_failures_are_diagnosed(tmp_path, stderr, failure):
+    d = fake_run_dir(tmp_path, f"import sys\nprint({stderr!r}, file=sys.stderr)\nsys.exit(1)\n")
+    done = list(process.run(d))[-1]
+    assert done.diagnosis.failure_id == failure and done.diagnosis.advice[0]
+
+
+def test_an_unknown_failure_under_torchrun_names_the_workers_error_not_torchruns_summary(tmp_path):
+    d = fake_run_dir(tmp_path, (
+        "import sys\n"
+        "print('[rank0]: ValueError: the dataset has no rows', file=sys.stderr)\n"
+        "print('torch.distributed.elastic.multiprocessing.errors.ChildFailedError:', file=sys.stderr)\n"
+        "print('============================================================', file=sys.stderr)\n"
+        "sys.exit(1)\n"))
+    done = list(process.run(d))[-1]
+    assert done.diagnosis.failure_id == "unknown" and "the dataset has no rows" in done.diagnosis.cause
