@@ -49,17 +49,17 @@ def tree_rss(pid: int) -> int:
 
 
 class NvmlPeak:
-    """Polls NVML every 10 ms: the device's used memory (minus the idle baseline); with a
+    """Polls NVML every 10 ms: each device's used memory (minus its idle baseline); with a
     pid, also the host RAM of that process tree."""
 
-    def __init__(self, index: int = 0):
+    def __init__(self):
         import pynvml
 
         pynvml.nvmlInit()
         self.nvml = pynvml
-        self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        self.baseline = pynvml.nvmlDeviceGetMemoryInfo(self.handle).used
-        self.peak = self.baseline
+        self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        self.baselines = [pynvml.nvmlDeviceGetMemoryInfo(h).used for h in self.handles]
+        self.peaks = list(self.baselines)  # every GPU: multi-GPU runs report each one's peak
         self.pid = None
         self.host_peak = 0
         self._stop = threading.Event()
@@ -67,11 +67,22 @@ class NvmlPeak:
 
     def _poll(self):
         while not self._stop.is_set():
-            used = self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used
-            self.peak = max(self.peak, used)
+            for i, h in enumerate(self.handles):
+                self.peaks[i] = max(self.peaks[i], self.nvml.nvmlDeviceGetMemoryInfo(h).used)
             if self.pid is not None:
                 self.host_peak = max(self.host_peak, tree_rss(self.pid))
             time.sleep(0.01)
+
+    @property
+    def peak(self) -> int:
+        return self.peaks[0]
+
+    @property
+    def baseline(self) -> int:
+        return self.baselines[0]
+
+    def per_gpu_peaks(self) -> list[int]:
+        return [p - b for p, b in zip(self.peaks, self.baselines)]
 
     def __enter__(self):
         self._thread.start()
@@ -179,6 +190,7 @@ def run_one(case: dict, steps: int, vers: dict, warmup: int = 1) -> dict:
         "measured_reserved_peak_bytes": finished.get("peak_reserved_bytes"),
         "measured_alloc_peak_bytes": finished.get("peak_alloc_bytes"),
         "measured_host_rss_peak_bytes": nv.host_peak,
+        "measured_nvml_peak_bytes_per_gpu": nv.per_gpu_peaks()[: plan.gpus],
         "tokens_per_s": statistics.median(e["tokens_per_s"] for e in timed) if timed else None,
         "step_s": statistics.median(e["step_s"] for e in timed) if timed else None,
         "steps": len(step_events), "wall_s": round(time.time() - t0, 1), "versions": vers,
