@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 class WizardState:
     answers: dict = field(default_factory=dict)       # checklist question id -> bool
     gpu: str = "H100-SXM"
-    gpus: int = 1
+    gpus: int = 1                                      # per node
+    nodes: int = 1
     model: str = "Llama-3.1-8B"
     method: str = "lora"
     task: str = "sft"

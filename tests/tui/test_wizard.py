@@ -77,3 +77,23 @@ def test_whole_flow_to_a_real_run(tmp_path, tiny_model, dataset, monkeypatch):
     run_dir = asyncio.run(go())
     events = [json.loads(l) for l in (tmp_path / run_dir / "metrics.jsonl").read_text().splitlines()]
     assert events[-1]["event"] == "finished"
+
+
+def test_a_two_node_plan_gets_zero_and_a_slurm_submit_command(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    async def go():
+        app = FtplanApp(WizardState(model="Llama-3.1-70B", gpu="H100-SXM", gpus=8, nodes=2, method="full",
+                                    seq_len=2048))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _next(pilot, app, "HardwareScreen")
+            assert app.screen.query_one("#nodes").value == "2"
+            await _next(pilot, app, "ModelScreen")
+            await _next(pilot, app, "PlanScreen")
+            plan = app.state.advice.plan
+            assert plan.world_size == 16 and plan.zero >= 2 and app.state.advice.estimate.fits
+            assert "16 x H100-SXM" in str(app.screen.query_one("#speed").render())
+            await _next(pilot, app, "ScriptScreen")
+            assert "ftplan submit" in str(app.screen.query_one("#launch").render())
+
+    asyncio.run(go())

@@ -11,7 +11,7 @@ from planner.tui.screens.base import WizardScreen
 
 
 class HardwareScreen(WizardScreen):
-    HELP = "Pick the GPU you have (or plan to rent or buy) and how many per node."
+    HELP = "Pick the GPU you have (or plan to rent or buy), how many per node, and how many nodes."
 
     def compose(self) -> ComposeResult:
         det = hardware.detect()
@@ -34,6 +34,9 @@ class HardwareScreen(WizardScreen):
             with Horizontal(classes="row"):
                 yield Label("GPUs per node")
                 yield Input(str(self.state.gpus), id="gpus", type="integer")
+            with Horizontal(classes="row"):
+                yield Label("Nodes")
+                yield Input(str(self.state.nodes), id="nodes", type="integer")
         yield self.nav_buttons("Next: model and data")
         yield Footer()
 
@@ -42,11 +45,14 @@ class HardwareScreen(WizardScreen):
             self.action_back()
             return
         gpus = self.query_one("#gpus", Input).value.strip()
-        if not gpus.isdigit() or int(gpus) < 1:
-            self.app.show_error("GPUs per node must be a whole number of at least 1")
-            return
+        nodes = self.query_one("#nodes", Input).value.strip()
+        for label, value in (("GPUs per node", gpus), ("Nodes", nodes)):
+            if not value.isdigit() or int(value) < 1:
+                self.app.show_error(f"{label} must be a whole number of at least 1")
+                return
         self.state.gpu = self.query_one("#gpu", Select).value
         self.state.gpus = int(gpus)
+        self.state.nodes = int(nodes)
         from planner.tui.screens.model import ModelScreen
 
         self.app.push_screen(ModelScreen())

@@ -66,7 +66,7 @@ class PlanScreen(WizardScreen):
             model = models.resolve(s.model)
             gpu = hardware.resolve(s.gpu)
             base = Plan(model=s.model, task=s.task, method=s.method if s.method != "auto" else "lora",
-                        seq_len=s.seq_len, gpus=s.gpus, gpu=gpu.name, data=s.data)
+                        seq_len=s.seq_len, gpus=s.gpus, nodes=s.nodes, gpu=gpu.name, data=s.data)
             s.advice = recommend.recommend(model, base, gpu, examples=s.examples, method_given=s.method != "auto",
                                            dataset_tokens=self._dataset_tokens())
         except FtplanError as e:

@@ -66,7 +66,11 @@ class ScriptScreen(WizardScreen):
         code = (out / "train.py").read_text()
         self.query_one("#code", Static).update(Syntax(code, "python", line_numbers=True, word_wrap=False))
         note = "" if s.data else "  (no dataset given: the shipped sample data stands in)"
-        self.query_one("#launch", Static).update(f"launch: bash {target / 'launch.sh'}   or: ftplan run {target}{note}")
+        if plan.nodes > 1:  # one launch.sh per node: SLURM starts them
+            launch = f"submit: ftplan submit {target}   (or run launch.sh on each of the {plan.nodes} nodes)"
+        else:
+            launch = f"launch: bash {target / 'launch.sh'}   or: ftplan run {target}"
+        self.query_one("#launch", Static).update(launch + note)
         return None if preview else result.run_dir
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
