@@ -24,9 +24,10 @@ CPU_PLAN = dict(batch=2, seq_len=64, precision="fp32", learning_rate=3e-3, max_s
 
 def _render(tmp_path, tiny_model, data, name="run", **plan):
     spec = models.resolve(str(tiny_model))
-    p = Plan(model=str(tiny_model), data=str(data), data_format="alpaca", **{**CPU_PLAN, **plan})
+    fmt = "preference" if plan.get("task") == "dpo" else "alpaca"
+    p = Plan(model=str(tiny_model), data=str(data), data_format=fmt, **{**CPU_PLAN, **plan})
     run_dir = tmp_path / name
-    render.render(p, spec, run_dir, str(tiny_model), str(data), "alpaca", command="pytest")
+    render.render(p, spec, run_dir, str(tiny_model), str(data), fmt, command="pytest")
     return run_dir
 
 
@@ -79,3 +80,11 @@ def test_slurm_runs_the_rendered_batch_script(tmp_path, tiny_model, dataset):
     assert [e.step for e in events if isinstance(e, Metric)] == [1, 2, 3]
     assert status.read(run_dir)["state"] == "succeeded"
     assert any(json.loads(l).get("event") == "finished" for l in log.splitlines() if l.startswith("{"))
+
+
+def test_two_gloo_processes_run_dpo_with_the_adapter_free_reference(tmp_path, tiny_model, dataset):
+    """The reference pass disables the adapters on the PeftModel inside DDP's wrapper."""
+    run_dir = _render(tmp_path, tiny_model, dataset("preference"), "dpo", gpus=2, task="dpo", max_steps=2)
+    events = _events(run_dir)
+    steps = [e for e in events if isinstance(e, Metric)]
+    assert [e.step for e in steps] == [1, 2] and all("reward_accuracy" in e.values for e in steps)
