@@ -118,3 +118,9 @@ ENGINES = [
 
 # Last device call of session 3: the ZeRO-3 LoRA offload run that failed, and the tail of COMPILED.
 RETRY = [ENGINES[2]] + COMPILED[6:]
+
+# DPO through the engines (the reference pass reaches the PeftModel inside the wrapper).
+ENGINES_DPO = [
+    dict(model="Llama-3.2-1B", method="lora", task="dpo", batch=2, seq_len=2048, zero=2),
+    dict(model="Llama-3.2-1B", method="lora", task="dpo", batch=2, seq_len=2048, engine="fsdp"),
+]
