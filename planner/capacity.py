@@ -49,7 +49,7 @@ def setups(model: ModelSpec, plan: Plan, gpus: list[GpuSpec] | None = None,
     without a dataset. Cards without bf16 are skipped: the scripts train in bf16."""
     out = []
     for gpu in gpus if gpus is not None else hardware.catalog():
-        if not gpu.bf16:
+        if not gpu.bf16 or gpu.bf16_tflops <= 0:
             continue
         found = recommend.fewest_gpus(model, plan, gpu)
         if found is None:

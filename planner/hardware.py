@@ -19,6 +19,7 @@ class GpuSpec:
     bf16_tflops: float
     bandwidth_gbs: float
     compute_capability: str = ""
+    interconnect_gbs: float = 0.0     # to peers in a node, one direction
     price_per_hour_usd: float = 0.0
     aliases: tuple[str, ...] = ()
     source: str = ""
@@ -27,6 +28,7 @@ class GpuSpec:
         return {
             "name": self.name, "memory_bytes": self.memory_bytes, "memory_gib": round(self.memory_bytes / 2**30, 2),
             "bf16": self.bf16, "bf16_tflops": self.bf16_tflops, "bandwidth_gbs": self.bandwidth_gbs,
+            "interconnect_gbs": self.interconnect_gbs,
             "compute_capability": self.compute_capability, "price_per_hour_usd": self.price_per_hour_usd,
             "source": self.source,
         }
@@ -63,6 +65,7 @@ def catalog() -> list[GpuSpec]:
         GpuSpec(
             name=r["name"], memory_bytes=r["memory_mib"] * MIB, bf16=r["bf16"], bf16_tflops=r["bf16_tflops"],
             bandwidth_gbs=r["bandwidth_gbs"], compute_capability=r.get("compute_capability", ""),
+            interconnect_gbs=r.get("interconnect_gbs", 0.0),
             price_per_hour_usd=r.get("price_per_hour_usd", 0.0), aliases=tuple(r.get("aliases", ())),
             source=r["source"],
         )
@@ -145,6 +148,7 @@ def spec_for_detected(gpu: DetectedGpu) -> GpuSpec:
     return GpuSpec(
         name=base.name if base else gpu.name, memory_bytes=gpu.total_bytes, bf16=gpu.bf16,
         bf16_tflops=base.bf16_tflops if base else 0.0, bandwidth_gbs=base.bandwidth_gbs if base else 0.0,
+        interconnect_gbs=base.interconnect_gbs if base else 0.0,
         compute_capability=gpu.compute_capability, price_per_hour_usd=base.price_per_hour_usd if base else 0.0,
         source="detected through NVML",
     )

@@ -116,8 +116,8 @@ def next_steps(plan: Plan, run_dir: Path, model_path: str) -> str:
 
 def speed_lines(model: ModelSpec, plan: Plan, estimate: memory.Estimate | None) -> list[str]:
     lines = speed.explain(plan)
-    if estimate is not None and estimate.gpu is not None:
-        sp = speed.estimate(model, plan, estimate.gpu)
+    sp = speed.estimate(model, plan, estimate.gpu) if estimate is not None and estimate.gpu is not None else None
+    if sp is not None:
         lines.append(f"predicted on {estimate.gpu.name}: {sp.tokens_per_s:,.0f} tokens/s, {sp.step_s:.2f} s per "
                      f"optimizer step, MFU {sp.mfu:.0%} (ftplan estimate for the breakdown)")
     return lines
@@ -196,6 +196,13 @@ def slurm_time_limit(seconds: float | None) -> str:
     return f"{days}-{rest // 3600:02d}:{rest % 3600 // 60:02d}:00"
 
 
+def _total_s(model: ModelSpec, plan: Plan, estimate: memory.Estimate | None, dataset_tokens: int | None) -> float | None:
+    if estimate is None or estimate.gpu is None or not dataset_tokens:
+        return None
+    sp = speed.estimate(model, plan, estimate.gpu, dataset_tokens)
+    return sp.total_s if sp else None
+
+
 def render(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, data_path: str, data_format: str,
            command: str, estimate: memory.Estimate | None = None, recommendations=(), force: bool = False,
            dataset_tokens: int | None = None) -> RenderResult:
@@ -229,8 +236,7 @@ def render(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, data_pa
         distributed=plan.distributed, engine=plan.launcher_engine, run_dir_abs=str(Path(run_dir).resolve()),
         job_name="".join(c if c.isalnum() or c in "-_." else "-" for c in plan.run_name)[:64] or "ftplan",
         cpus_per_task=max(4, 8 * plan.gpus),
-        time_limit=slurm_time_limit(speed.estimate(model, plan, estimate.gpu, dataset_tokens).total_s
-                                    if estimate is not None and estimate.gpu is not None and dataset_tokens else None),
+        time_limit=slurm_time_limit(_total_s(model, plan, estimate, dataset_tokens)),
         title=f"{plan.task.upper()} {plan.method} fine-tune of {model.name}",
     )
     env = environment()

@@ -129,6 +129,33 @@ def loss_chunks(model: ModelSpec, plan: Plan) -> float:
     return float(math.ceil(rows_per_micro_step(plan) * plan.seq_len / chunk) * (3 if plan.task == "dpo" else 2))
 
 
+def communication_bytes(model: ModelSpec, plan: Plan) -> float:
+    """Bytes each GPU sends per optimizer step in a ring (NCCL's ring all-reduce moves
+    2 (W-1)/W of the buffer; Patarasuk & Yuan 2009): the gradients once per step (DDP,
+    ZeRO-1/2 reduce-scatter + all-gather of the update), and under ZeRO-3/FSDP the
+    parameters gathered again in forward and backward of every micro-step."""
+    from planner.memory import _trainable_dtype_bytes, adapter_params, shard_count
+
+    w = plan.world_size
+    if w == 1:
+        return 0.0
+    ring = 2 * (w - 1) / w
+    b = ring * adapter_params(model, plan) * _trainable_dtype_bytes(plan)
+    if plan.zero == 3 or plan.engine == "fsdp":
+        gathered = shard_count(plan)
+        b += plan.grad_accum * 2 * (gathered - 1) / gathered * model.total_params() * 2
+    return float(b)
+
+
+def link_gbs(plan: Plan, gpu: GpuSpec) -> float:
+    """The slowest link the ring crosses: the GPUs' own interconnect in one node, the network
+    between nodes (knowledge/speed.toml [network])."""
+    intra = gpu.interconnect_gbs or knowledge.table("speed")["network"]["pcie_fallback_gbs"]
+    if plan.nodes > 1:
+        return min(intra, knowledge.table("speed")["network"]["inter_node_gbs_per_gpu"])
+    return intra
+
+
 def optimizer_params(model: ModelSpec, plan: Plan) -> float:
     return float(trainable_params(model, plan))
 
@@ -141,7 +168,7 @@ class Feature:
 
 
 # Fitted elsewhere than bench/fit_speed.py (their runs are not in its files): kept as set in knowledge/speed.toml.
-SET_BY_HAND = ("cpu_optimizer",)
+SET_BY_HAND = ("cpu_optimizer", "communication")
 
 FEATURES = (
     Feature("matmul", "flops", "matmuls (dense and attention)"),
@@ -154,6 +181,7 @@ FEATURES = (
     Feature("launch_compiled", "seconds", "per-layer launch overhead, compiled"),
     Feature("adapter_launch_eager", "seconds", "per-adapter launch overhead, eager"),
     Feature("loss_chunks", "seconds", "chunked loss, per chunk"),
+    Feature("communication", "seconds", "gradient / parameter exchange between GPUs (datasheet links, not calibrated)"),
     Feature("cpu_optimizer", "seconds", "optimizer step on the CPU (offload)"),
     Feature("optimizer_fused", "bytes", "optimizer step (fused AdamW)"),
     Feature("optimizer_8bit", "bytes", "optimizer step (bitsandbytes 8-bit)"),
@@ -182,6 +210,7 @@ def raw_features(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> dict[str, float]
         "launch_compiled": accum * layer_launches(model, plan) * 1e-3 if compiled else 0.0,
         "adapter_launch_eager": 0.0 if compiled else accum * adapter_launches(model, plan) * 1e-3,
         "loss_chunks": accum * loss_chunks(model, plan) * 1e-3,
+        "communication": communication_bytes(model, plan) / (link_gbs(plan, gpu) * 1e9),
         "cpu_optimizer": optimizer / shard_count(plan) * 1e-9 if plan.offload != "none" else 0.0,
         "optimizer_fused": optimizer / bw if plan.optim == "adamw" and plan.offload == "none" else 0.0,
         "optimizer_8bit": optimizer / bw if plan.optim != "adamw" else 0.0,
@@ -251,8 +280,11 @@ class SpeedEstimate:
 
 
 def estimate(model: ModelSpec, plan: Plan, gpu: GpuSpec, dataset_tokens: int | None = None,
-             epochs: float | None = None, price_per_hour: float | None = None) -> SpeedEstimate:
-    """Step time, tokens/s, MFU, total time and cost of `plan` on `gpu` (knowledge/speed.toml [model])."""
+             epochs: float | None = None, price_per_hour: float | None = None) -> SpeedEstimate | None:
+    """Step time, tokens/s, MFU, total time and cost of `plan` on `gpu` (knowledge/speed.toml
+    [model]); None for a card without datasheet figures (a detected GPU the catalog lacks)."""
+    if gpu.bf16_tflops <= 0 or gpu.bandwidth_gbs <= 0:
+        return None
     coef = knowledge.table("speed")["model"]
     raw = raw_features(model, plan, gpu)
     terms = tuple(SpeedTerm(f.name, raw[f.name] * float(coef[f.name]), f.detail)

@@ -26,6 +26,6 @@ def run(args) -> int:
     else:
         output.note(note)
         output.print_estimate(est)
-        if timing:
+        if gpu:
             output.print_speed(timing)
     return 0

@@ -75,8 +75,7 @@ def print_recommendations(advice) -> None:
     for n in advice.notes:
         c.print(f"note: {n}")
     print_estimate(advice.estimate)
-    if advice.speed is not None:
-        print_speed(advice.speed)
+    print_speed(advice.speed)
 
 
 def duration(seconds: float) -> str:
@@ -90,6 +89,9 @@ def duration(seconds: float) -> str:
 def print_speed(sp) -> None:
     """Step time as named terms, then tokens/s, MFU, total time and cost."""
     c = console()
+    if sp is None:
+        c.print("speed: this GPU has no datasheet figures in the catalog; give --gpu NAME for time and cost")
+        return
     parts = ", ".join(f"{t.detail} {t.seconds * 1000:,.0f} ms" for t in sorted(sp.terms, key=lambda t: -t.seconds))
     c.print(f"speed on {sp.gpu.name}{' (compiled layers)' if sp.as_dict()['compiled'] else ''}: "
             f"{sp.step_s:.3f} s/step = {parts}")

@@ -84,3 +84,20 @@ def test_unmeasured_methods_are_not_compiled():
     assert speed.compiles(Plan(model="x", method="lora"))
     assert not speed.compiles(Plan(model="x", method="prefix"))
     assert not speed.compiles(Plan(model="x", method="lora", compile=False))
+
+
+def test_communication_grows_with_sharding_and_across_nodes():
+    m = models.resolve("Llama-3.1-70B")
+    comm = lambda **kw: speed.raw_features(m, Plan(model="x", method="full", batch=1, **kw), H100)["communication"]
+    assert comm(gpus=1) == 0
+    assert 0 < comm(gpus=8, zero=2) < comm(gpus=8, zero=3) < comm(gpus=8, nodes=2, zero=3)
+    pcie = hardware.resolve("RTX-4090")
+    assert speed.raw_features(m, Plan(model="x", method="full", batch=1, gpus=8, zero=3), pcie)["communication"] > \
+        comm(gpus=8, zero=3)
+
+
+def test_a_gpu_without_datasheet_figures_gets_no_speed_estimate():
+    from dataclasses import replace
+
+    unknown = replace(H100, name="Mystery", bf16_tflops=0.0)
+    assert speed.estimate(models.resolve("Llama-3.2-1B"), Plan(model="x"), unknown) is None
