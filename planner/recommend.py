@@ -5,7 +5,7 @@ estimator. Every recommendation names its rule and source."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from planner import knowledge, memory, rules, speed
 from planner.errors import PlanError

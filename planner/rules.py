@@ -3,7 +3,7 @@ matches the facts of the plan. Rules are data; this module only matches them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from planner import knowledge
 

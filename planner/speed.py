@@ -98,8 +98,6 @@ def dora_bytes(model: ModelSpec, plan: Plan) -> float:
     """DoRA builds each adapted layer's full weight to take its column norms, every forward."""
     if plan.method != "dora":
         return 0.0
-    from planner.memory import _adapted_widths
-
     return float(model.linear_params() * (2 + (1 if plan.grad_ckpt else 0)))
 
 

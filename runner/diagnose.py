@@ -55,7 +55,6 @@ def oom_advice(plan_path: Path) -> list[str]:
 
 
 def diagnose(run_dir: Path, exit_code: int, log_text: str, metrics: list[dict]) -> Diagnosis | None:
-    rows = {r["id"]: r for r in _rows()}
     for row in _rows():
         for pattern in row.get("match", ()):
             m = re.search(pattern, log_text)

@@ -6,7 +6,6 @@ script, which saves a checkpoint and exits 130."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal

@@ -1,7 +1,6 @@
 """Schema checks of knowledge/*.toml: every row has a source, ids are unique, references resolve."""
 
 from planner import knowledge
-from planner.plan import Plan
 
 SETTINGS = {"rank", "alpha", "dropout", "learning_rate", "scheduler", "warmup_ratio", "weight_decay", "max_grad_norm",
             "epochs", "effective_batch", "max_length", "dpo_beta", "dpo_loss_type", "method", "optim", "grad_ckpt",

@@ -1,10 +1,7 @@
 """Runner behaviour: refusals, status, diagnosis, Ctrl-C with checkpoint and resume."""
 
-import json
 import os
 import signal
-import threading
-import time
 from pathlib import Path
 
 import pytest

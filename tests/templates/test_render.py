@@ -92,7 +92,6 @@ def test_version_check_reports_out_of_range(monkeypatch):
 
 def test_cli_render_from_plan_file_reproduces_the_script(tmp_path):
     import subprocess
-    import sys
 
     root = Path(__file__).resolve().parents[2]
     env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "PYTHONPATH": str(root)}
