@@ -469,10 +469,12 @@ def transient_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
 def engine_buffer_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     """DeepSpeed's communication buckets: reduce_bucket_size and allgather_bucket_size of
     5e8 elements by default, bf16 (DeepSpeed runtime/zero/config.py); our rendered configs
-    set 2e8 each. FSDP prefetches one wrapped block ahead (torch FSDP docs)."""
+    set knowledge/distributed.toml's bucket_elements each. FSDP prefetches one wrapped block
+    ahead (torch FSDP docs)."""
     if _deepspeed(plan):
-        elems = 2e8 * (2 if plan.zero >= 2 else 1)
-        return int(min(elems, adapter_params(model, plan)) * 2), "DeepSpeed buckets, 2e8 elements x 2 B each"
+        bucket = knowledge.table("distributed")["deepspeed"]["bucket_elements"]
+        elems = bucket * (2 if plan.zero >= 2 else 1)
+        return int(min(elems, adapter_params(model, plan)) * 2), f"DeepSpeed buckets, {bucket:,} elements x 2 B each"
     if plan.engine == "fsdp":
         return model.layer_params() * 2, "one prefetched block x 2 B"
     return 0, "none"

@@ -19,7 +19,6 @@ from planner.plan import Plan, validate
 SUPPORTED = {"transformers": ("5.0", "6.0"), "peft": ("0.17", "1.0"), "torch": ("2.4", "3.0"),
              "bitsandbytes": ("0.45", "1.0")}
 FILES = ("train.py", "launch.sh", "merge.py", "slurm.sbatch")
-BUCKET_ELEMENTS = 200_000_000  # DeepSpeed communication buckets; memory.engine_buffer_bytes counts them
 
 
 def py_literal(value) -> str:
@@ -125,13 +124,15 @@ def speed_lines(model: ModelSpec, plan: Plan, estimate: memory.Estimate | None) 
 def deepspeed_config(plan: Plan) -> dict:
     """ds_config.json for a ZeRO stage (DeepSpeed config reference, docs/_pages/config-json.md).
     The script brings its own AdamW, so zero_force_ds_cpu_optimizer is off; under offload its
-    states live in host RAM."""
+    states live in host RAM. Bucket sizes: knowledge/distributed.toml [deepspeed]."""
+    ds = knowledge.table("distributed")["deepspeed"]
+    buckets = ds["bucket_elements"]
     zero: dict = {"stage": plan.zero, "overlap_comm": True, "contiguous_gradients": True,
-                  "reduce_bucket_size": BUCKET_ELEMENTS}
+                  "reduce_bucket_size": buckets}
     if plan.zero in (1, 2):
-        zero["allgather_bucket_size"] = BUCKET_ELEMENTS
+        zero["allgather_bucket_size"] = buckets
     if plan.zero == 3:
-        zero.update({"stage3_prefetch_bucket_size": BUCKET_ELEMENTS, "stage3_param_persistence_threshold": 100_000,
+        zero.update({"stage3_prefetch_bucket_size": buckets, "stage3_param_persistence_threshold": ds["param_persistence_threshold"],
                      "stage3_gather_16bit_weights_on_model_save": True})
     if plan.offload in ("optimizer", "all"):
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}

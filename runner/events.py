@@ -80,3 +80,13 @@ def typed(event: dict):
     if kind == "checkpoint":
         return Checkpoint(event["step"], event["path"], event.get("reason", ""))
     return None
+
+
+def read_line(line: str, metrics: list[dict]):
+    """What one line of the script's output shows: a LogLine for text; for a JSON event,
+    recorded in `metrics`, its typed event (None for those the display does not show)."""
+    event = parse(line)
+    if event is None:
+        return LogLine(line.rstrip("\n"))
+    metrics.append(event)
+    return typed(event)

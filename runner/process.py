@@ -17,7 +17,7 @@ from typing import Iterator
 
 from planner.errors import RunError
 from runner import diagnose, status
-from runner.events import Finished, LogLine, Metric, parse, typed
+from runner.events import Finished, Metric, read_line
 
 OUTPUTS = ("metrics.jsonl", "stdout.log", "stderr.log", "checkpoints", "output", "status.json")
 
@@ -67,12 +67,7 @@ def run(run_dir: str | Path, resume: bool = False, force: bool = False, env: dic
             for line in proc.stdout:
                 stdout_log.write(line)
                 stdout_log.flush()
-                event = parse(line)
-                if event is None:
-                    yield LogLine(line.rstrip("\n"))
-                    continue
-                metrics.append(event)
-                shown = typed(event)
+                shown = read_line(line, metrics)
                 if isinstance(shown, Metric):
                     last_step = shown.step
                 if shown is not None:
@@ -82,9 +77,7 @@ def run(run_dir: str | Path, resume: bool = False, force: bool = False, env: dic
             _interrupt(proc)
             for line in proc.stdout:  # drain: the script logs its checkpoint on the way out
                 stdout_log.write(line)
-                event = parse(line)
-                if event:
-                    metrics.append(event)
+                read_line(line, metrics)
         code = proc.wait()
     finally:
         if proc.poll() is None:

@@ -14,7 +14,7 @@ from typing import Iterator
 
 from planner.errors import RunError
 from runner import diagnose, status
-from runner.events import Finished, LogLine, Metric, parse, typed
+from runner.events import Finished, Metric, read_line
 
 DONE_STATES = {"COMPLETED": "succeeded", "FAILED": "failed", "CANCELLED": "interrupted", "TIMEOUT": "failed",
                "OUT_OF_MEMORY": "failed", "NODE_FAIL": "failed", "PREEMPTED": "interrupted", "BOOT_FAIL": "failed",
@@ -83,14 +83,8 @@ def follow(run_dir: str | Path, poll_s: float = 1.0, timeout_s: float | None = N
                 offset = f.tell()
             buffer += chunk
             *lines, buffer = buffer.split("\n")
-            for line in lines:
-                event = parse(line)
-                if event is None:
-                    if line.strip():
-                        yield LogLine(line)
-                    continue
-                metrics.append(event)
-                shown = typed(event)
+            for line in filter(str.strip, lines):
+                shown = read_line(line, metrics)
                 if isinstance(shown, Metric):
                     last_step = shown.step
                 if shown is not None:
