@@ -124,3 +124,49 @@ ENGINES_DPO = [
     dict(model="Llama-3.2-1B", method="lora", task="dpo", batch=2, seq_len=2048, zero=2),
     dict(model="Llama-3.2-1B", method="lora", task="dpo", batch=2, seq_len=2048, engine="fsdp"),
 ]
+
+
+def committed(*rows: int, file: str = "memory-h100.jsonl") -> list[dict]:
+    """Cases that repeat committed runs exactly: each row's plan fields that differ from
+    today's Plan defaults (so eager, input-cast runs of the first matrix stay so)."""
+    import json
+    from dataclasses import fields
+    from pathlib import Path
+
+    from planner.plan import Plan
+
+    defaults = {f.name: f.default for f in fields(Plan)}
+    lines = (Path(__file__).resolve().parent / "results" / file).read_text().splitlines()
+    out = []
+    for i in rows:
+        r = json.loads(lines[i])
+        plan = {k: v for k, v in r["plan"].items()
+                if k not in ("max_steps", "save_final", "eval_fraction", "logging_steps", "save_steps", "gpu")
+                and defaults.get(k) != v}
+        out.append(dict(plan, model=r["model"], format=r["format"]))
+    return out
+
+
+# Session 4, allocator history (--trace): the first-matrix runs whose reserved memory exceeds
+# allocated by a whole fp32 logits block (rows 3, 5, 11, 14), one where it is half a block
+# (row 9), and Pythia-1B, whose allocated peak the census misses (row 33).
+TRACE = committed(3, 5, 9, 11, 14, 33)
+
+# Session 4, speed: the first-matrix runs timed over only three steps whose step time the
+# model missed by more than 12%, timed again over ten (--steps 14 --warmup 4), same plans.
+RETIME = [dict(c, label=f"retime:row{i}") for i, c in
+          zip((0, 1, 4, 6, 8, 10, 27, 28, 32, 35, 38, 40, 42), committed(0, 1, 4, 6, 8, 10, 27, 28, 32, 35, 38, 40, 42))]
+
+# Session 4, the packing lever: answers of varied length, packed into full blocks (the
+# scripts' default, fast with sdpa) against one example a row padded to the batch's longest.
+PACKING = [
+    dict(_L8, label="8b-lora:packed-varied", method="lora", batch=4, lengths="varied"),
+    dict(_L8, label="8b-lora:padded-varied", method="lora", batch=4, lengths="varied", packing=False),
+]
+
+# Session 4, the 30B-class QLoRA on the H200 (141 GB): NF4 checkpoint built directly
+# (bench/prequant.py; bf16 files would not fit the machine's disk).
+# Batch 2 is what recommend.fit_batch picks for the H200; batch 4 is estimated at 153 GiB
+# (out of memory on 140 GB); batch 8 with checkpointing at 64 GiB.
+_Q32 = dict(model="Qwen2.5-32B", method="qlora", seq_len=2048, checkpoint="nf4", gpu="H200")
+QLORA_30B = [dict(_Q32, batch=2), dict(_Q32, batch=4), dict(_Q32, batch=8, grad_ckpt=True)]

@@ -109,19 +109,26 @@ def versions() -> dict:
     return out
 
 
-def build_model(name: str) -> Path:
-    """Random-init bf16 checkpoint of a catalog model, with our tokenizer, cached in WORK."""
+def build_model(name: str, checkpoint: str = "bf16") -> Path:
+    """Random-init checkpoint of a catalog model, with our tokenizer, cached in WORK: bf16, or
+    already quantized to NF4 (bench/prequant.py) where the bf16 files would not fit the disk."""
     import torch
 
     from bench.archs import hf_config
     from runner import tiny
 
-    out = WORK / "models" / name
+    out = WORK / "models" / (name if checkpoint == "bf16" else f"{name}-{checkpoint}")
     if (out / "config.json").exists():
         return out
     spec = models.resolve(name)
     out.mkdir(parents=True, exist_ok=True)
     tiny.build_tokenizer(out)
+    if checkpoint == "nf4":
+        from bench import prequant
+
+        prequant.build(hf_config(spec), out)
+        torch.cuda.empty_cache()
+        return out
     with torch.device("cuda"):
         from transformers import AutoModelForCausalLM
 
@@ -132,8 +139,9 @@ def build_model(name: str) -> Path:
     return out
 
 
-def synthetic_rows(task: str, fmt: str, seq_len: int, n: int) -> list[dict]:
-    """Rows long enough that every sequence fills seq_len (our tokenizer: about 1.5 tokens a word)."""
+def synthetic_rows(task: str, fmt: str, seq_len: int, n: int, lengths: str = "full") -> list[dict]:
+    """Rows long enough that every sequence fills seq_len (our tokenizer: about 1.5 tokens a word);
+    with lengths="varied", answers of a tenth to three quarters of it (the packing lever)."""
     from runner.tiny import corpus
 
     words = " ".join(corpus()).split()
@@ -144,7 +152,9 @@ def synthetic_rows(task: str, fmt: str, seq_len: int, n: int) -> list[dict]:
 
     rows = []
     for _ in range(n):
-        if task == "dpo":
+        if lengths == "varied":
+            rows.append({"instruction": text(20), "input": "", "output": text(rng.randint(seq_len // 16, seq_len // 2))})
+        elif task == "dpo":
             rows.append({"prompt": text(seq_len // 6), "chosen": text(seq_len), "rejected": text(seq_len)})
         elif fmt == "messages":
             rows.append({"messages": [{"role": "user", "content": text(seq_len // 4)},
@@ -154,28 +164,36 @@ def synthetic_rows(task: str, fmt: str, seq_len: int, n: int) -> list[dict]:
     return rows
 
 
-def run_one(case: dict, steps: int, vers: dict, warmup: int = 1) -> dict:
+def run_one(case: dict, steps: int, vers: dict, warmup: int = 1, trace: bool = False) -> dict:
     """Render, run and measure one plan. The first `warmup` steps are not timed: they pay for
-    kernel selection and, with COMPILE, for compilation."""
+    kernel selection and, with COMPILE, for compilation. With `trace`, the allocator's history
+    is recorded in the run (bench/allocator.py) and summarized into the result."""
     name = case.pop("model")
     fmt = case.pop("format", "alpaca")
     label = case.pop("label", "")
-    model_dir = build_model(name)
+    lengths = case.pop("lengths", "full")
+    model_dir = build_model(name, case.pop("checkpoint", "bf16"))
     plan = Plan(model=name, max_steps=steps, save_final=False, eval_fraction=0.0, logging_steps=1,
-                save_steps=10_000, gpu="H100-SXM", **case)
+                save_steps=10_000, gpu=case.pop("gpu", "H100-SXM"), **case)
     tag = f"{name}-{plan.method}-{plan.task}-b{plan.batch}-s{plan.seq_len}-{int(time.time() * 1000) % 100000}"
     run_dir = WORK / "runs" / tag
-    data_path = WORK / "data" / f"{plan.task}-{fmt}-{plan.seq_len}.jsonl"
+    data_path = WORK / "data" / f"{plan.task}-{fmt}-{plan.seq_len}-{lengths}.jsonl"
     data_path.parent.mkdir(parents=True, exist_ok=True)
     rows_needed = max(64, plan.batch * plan.grad_accum * (steps + 2) * (1 if plan.task == "dpo" else 1))
-    data_path.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows(plan.task, fmt, plan.seq_len, rows_needed)))
+    data_path.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows(plan.task, fmt, plan.seq_len, rows_needed * (8 if lengths == "varied" else 1), lengths)))
     spec = models.resolve(name)
     render.render(plan, spec, run_dir, str(model_dir), str(data_path), "preference" if plan.task == "dpo" else fmt,
                   command="bench/memory.py", force=True)
+    env = {**os.environ, "PYTHON": sys.executable}
+    trace_path = run_dir / "allocator.json"
+    if trace:
+        root = Path(__file__).resolve().parent.parent
+        env["PYTHONPATH"] = os.pathsep.join([str(root / "bench" / "memtrace"), str(root), env.get("PYTHONPATH", "")])
+        env["FTPLAN_MEMTRACE"] = str(trace_path)
     t0 = time.time()
     with NvmlPeak() as nv:
         proc = subprocess.Popen(["bash", str(run_dir / "launch.sh")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env={**os.environ, "PYTHON": sys.executable})
+                                text=True, env=env)
         nv.pid = proc.pid
         stdout, stderr = proc.communicate()
         proc.stdout, proc.stderr = stdout, stderr
@@ -195,6 +213,10 @@ def run_one(case: dict, steps: int, vers: dict, warmup: int = 1) -> dict:
         "step_s": statistics.median(e["step_s"] for e in timed) if timed else None,
         "steps": len(step_events), "wall_s": round(time.time() - t0, 1), "versions": vers,
     }
+    if lengths != "full":
+        result["lengths"] = lengths
+    if trace:
+        result["allocator"] = json.loads(trace_path.read_text()) if trace_path.exists() else {"error": "no trace written"}
     if proc.returncode != 0 and not oom:
         result["stderr_tail"] = proc.stderr[-1500:]
         # torchrun's own report hides the worker's exception above it: keep the error lines
@@ -217,6 +239,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=1, help="steps not timed (compilation, kernel selection)")
+    ap.add_argument("--trace", action="store_true", help="record the allocator's history (bench/allocator.py)")
     ap.add_argument("--budget-s", type=float, default=540, help="stop starting runs after this many seconds")
     args = ap.parse_args()
     t0 = time.time()
@@ -229,7 +252,7 @@ def main() -> None:
                 break
             label = json.dumps(case)
             try:
-                r = run_one(case, args.steps, vers, args.warmup)
+                r = run_one(case, args.steps, vers, args.warmup, args.trace)
             except Exception as e:  # a harness failure is recorded, the matrix goes on
                 r = {"case": label, "harness_error": repr(e)[:500]}
             out.write(json.dumps(r) + "\n")

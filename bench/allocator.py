@@ -1,0 +1,172 @@
+"""Where a run's reserved GPU memory goes at its peak: the caching allocator's own history
+(`torch.cuda.memory._record_memory_history`), replayed.
+
+NVML's peak is torch's reserved peak plus the CUDA context; the estimator predicts allocated
+memory well, so what is left to understand is the gap between reserved and allocated: free
+holes inside mapped memory at the moment the mapping was largest. This module finds that
+moment, lists the holes with the tensors that last lived in them, and the allocation that
+made the mapping grow.
+
+Used without touching the script: bench/memtrace/sitecustomize.py calls `install` when
+FTPLAN_MEMTRACE names an output file, and the summary is written when the process exits
+(`python3 bench/memory.py --trace ...`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+MAP = ("segment_alloc", "segment_map")
+UNMAP = ("segment_free", "segment_unmap")
+MAX_ENTRIES = 3_000_000
+# Frames of torch's own plumbing say nothing about which tensor this is.
+PLUMBING = ("torch/nn/modules/module.py", "torch/_tensor.py", "torch/utils/", "torch/autograd/", "torch/_dynamo/",
+            "torch/_ops.py", "torch/overrides.py", "contextlib.py", "functools.py", "sitecustomize.py")
+
+
+def label(frames: list[dict]) -> str:
+    """The innermost frame that is not torch's plumbing, and the training script's line."""
+    if not frames:
+        return "(no Python frame: autograd backward or C++)"
+    parts = []
+    for f in frames:
+        name = f.get("filename", "")
+        if not any(p in name for p in PLUMBING):
+            short = "train.py" if name.endswith("train.py") else "/".join(name.split("/")[-2:])
+            parts.append(f"{short}:{f.get('line')} {f.get('name')}")
+            break
+    script = next((f for f in frames if f.get("filename", "").endswith("train.py")), None)
+    if script is not None:
+        parts.append(f"train.py:{script.get('line')} {script.get('name')}")
+    return " <- ".join(dict.fromkeys(parts)) or f"{frames[0].get('filename')}:{frames[0].get('line')}"
+
+
+def _peaks(events: list[dict]) -> tuple[int, int, int, int]:
+    mapped = alloc = 0
+    peak_m = peak_a = (-1, 0)
+    for i, e in enumerate(events):
+        a = e["action"]
+        if a == "alloc":
+            alloc += e["size"]
+        elif a == "free_completed":
+            alloc -= e["size"]
+        elif a in MAP:
+            mapped += e["size"]
+        elif a in UNMAP:
+            mapped -= e["size"]
+        if alloc > peak_a[1]:
+            peak_a = (i, alloc)
+        if mapped > peak_m[1]:
+            peak_m = (i, mapped)
+    return peak_m[0], peak_m[1], peak_a[0], peak_a[1]
+
+
+def _replay(events: list[dict], upto: int, min_block: int):
+    """Live blocks, mapped ranges and freed large blocks after events[0..upto]."""
+    live, ranges, freed = {}, [], []
+    for i, e in enumerate(events[: upto + 1]):
+        a = e["action"]
+        if a == "alloc":
+            live[e["addr"]] = (e["size"], label(e.get("frames", [])), i)
+        elif a == "free_completed":
+            size, lab, born = live.pop(e["addr"], (e["size"], "(allocated before recording)", -1))
+            if size >= min_block:
+                freed.append((e["addr"], size, lab, i))
+        elif a in MAP:
+            ranges.append((e["addr"], e["addr"] + e["size"]))
+        elif a in UNMAP:
+            ranges = _subtract(ranges, (e["addr"], e["addr"] + e["size"]))
+    return live, ranges, freed
+
+
+def _subtract(ranges, cut):
+    out = []
+    for lo, hi in ranges:
+        if hi <= cut[0] or lo >= cut[1]:
+            out.append((lo, hi))
+            continue
+        if lo < cut[0]:
+            out.append((lo, cut[0]))
+        if hi > cut[1]:
+            out.append((cut[1], hi))
+    return out
+
+
+def _merge(ranges):
+    out = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def holes(ranges, live: dict, min_bytes: int) -> list[tuple[int, int]]:
+    """Free stretches inside mapped memory, largest first."""
+    blocks = sorted((addr, addr + size) for addr, (size, _, _) in live.items())
+    out = []
+    for lo, hi in _merge(ranges):
+        cursor = lo
+        for b0, b1 in blocks:
+            if b1 <= lo or b0 >= hi:
+                continue
+            if b0 > cursor:
+                out.append((cursor, b0))
+            cursor = max(cursor, b1)
+        if hi > cursor:
+            out.append((cursor, hi))
+    return sorted((h for h in out if h[1] - h[0] >= min_bytes), key=lambda h: h[0] - h[1])
+
+
+def census(live: dict, top: int) -> list[dict]:
+    groups: dict[str, list[int]] = {}
+    for size, lab, _ in live.values():
+        g = groups.setdefault(lab, [0, 0])
+        g[0] += size
+        g[1] += 1
+    ranked = sorted(groups.items(), key=lambda kv: -kv[1][0])[:top]
+    return [{"label": k, "bytes": v[0], "count": v[1]} for k, v in ranked]
+
+
+def summarize(snapshot: dict, device: int = 0, top: int = 12, min_block: int = 2**20) -> dict:
+    """The reserved peak and the allocated peak, what was live at each, and the holes."""
+    events = snapshot["device_traces"][device]
+    k, mapped, j, allocated = _peaks(events)
+    out = {"events": len(events), "truncated": len(events) >= MAX_ENTRIES,
+           "peak_mapped_bytes": mapped, "peak_alloc_bytes": allocated,
+           "reserved_peak_event": k, "alloc_peak_event": j}
+    if k < 0:
+        return out
+    live, ranges, freed = _replay(events, k, min_block)
+    trigger = next((e for e in events[k + 1:] if e["action"] == "alloc"), None)
+    out["alloc_at_reserved_peak_bytes"] = sum(s for s, _, _ in live.values())
+    out["growth_trigger"] = None if trigger is None else {"bytes": trigger["size"], "label": label(trigger.get("frames", []))}
+    found = []
+    for h0, h1 in holes(ranges, live, min_block)[:top]:
+        owners = sorted((f for f in freed if f[0] < h1 and f[0] + f[1] > h0), key=lambda f: -f[3])[:3]
+        found.append({"bytes": h1 - h0, "last_held_by": [
+            {"bytes": size, "label": lab, "events_before_peak": k - i} for _, size, lab, i in owners]})
+    out["holes_at_reserved_peak"] = found
+    out["live_at_reserved_peak"] = census(live, top)
+    live_a, _, _ = _replay(events, j, min_block)
+    out["live_at_alloc_peak"] = census(live_a, top)
+    return out
+
+
+def install(path: str) -> None:
+    """Record the allocator's history from now on; summarize it into `path` at exit."""
+    import atexit
+
+    import torch
+
+    torch.cuda.memory._record_memory_history(max_entries=MAX_ENTRIES, context="alloc", stacks="python")
+
+    def dump():
+        try:
+            summary = summarize(torch.cuda.memory._snapshot())
+        except Exception as e:  # the run's own result matters more than its trace
+            summary = {"error": repr(e)[:500]}
+        Path(path).write_text(json.dumps(summary))
+
+    atexit.register(dump)
