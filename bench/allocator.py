@@ -41,7 +41,29 @@ def label(frames: list[dict]) -> str:
     return " <- ".join(dict.fromkeys(parts)) or f"{frames[0].get('filename')}:{frames[0].get('line')}"
 
 
-def _peaks(events: list[dict]) -> tuple[int, int, int, int]:
+SMALL_BLOCK = 2**20  # the caching allocator serves requests below 1 MiB from its small pool
+
+
+def small_pool_maps(events: list[dict]) -> set[int]:
+    """Indices of the mapping events that serve the small pool: the small and large pools
+    grow separate segments, told apart by the sizes of the blocks allocated inside them."""
+    import bisect
+
+    maps = sorted((e["addr"], e["addr"] + e["size"], i) for i, e in enumerate(events) if e["action"] in MAP)
+    starts = [m[0] for m in maps]
+    small = set()
+    for e in events:
+        if e["action"] != "alloc":
+            continue
+        k = bisect.bisect_right(starts, e["addr"]) - 1
+        if k >= 0 and maps[k][0] <= e["addr"] < maps[k][1] and e["size"] < SMALL_BLOCK:
+            small.add(maps[k][2])
+    return small
+
+
+def _peaks(events: list[dict], skip: set[int] = frozenset()) -> tuple[int, int, int, int]:
+    """(event, bytes) of the largest mapping (events in `skip` not counted) and of the
+    largest allocated total."""
     mapped = alloc = 0
     peak_m = peak_a = (-1, 0)
     for i, e in enumerate(events):
@@ -50,9 +72,9 @@ def _peaks(events: list[dict]) -> tuple[int, int, int, int]:
             alloc += e["size"]
         elif a == "free_completed":
             alloc -= e["size"]
-        elif a in MAP:
+        elif a in MAP and i not in skip:
             mapped += e["size"]
-        elif a in UNMAP:
+        elif a in UNMAP and e["size"] >= SMALL_BLOCK:
             mapped -= e["size"]
         if alloc > peak_a[1]:
             peak_a = (i, alloc)
@@ -133,9 +155,13 @@ def summarize(snapshot: dict, device: int = 0, top: int = 12, min_block: int = 2
     """The reserved peak and the allocated peak, what was live at each, and the holes."""
     events = snapshot["device_traces"][device]
     k, mapped, j, allocated = _peaks(events)
+    large_k, large_mapped, _, _ = _peaks(events, small_pool_maps(events))
     out = {"events": len(events), "truncated": len(events) >= MAX_ENTRIES,
            "peak_mapped_bytes": mapped, "peak_alloc_bytes": allocated,
-           "reserved_peak_event": k, "alloc_peak_event": j}
+           "reserved_peak_event": k, "alloc_peak_event": j,
+           "large_pool_peak_mapped_bytes": large_mapped, "large_pool_peak_event": large_k}
+    # the large pool's last growth is what the holes explain; the small pool adds megabytes
+    k = large_k if large_k >= 0 else k
     if k < 0:
         return out
     live, ranges, freed = _replay(events, k, min_block)

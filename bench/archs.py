@@ -19,4 +19,8 @@ def hf_config(spec: ModelSpec):
               bos_token_id=2, eos_token_id=3, pad_token_id=0)
     if model_type != "gpt_neox":
         kw.update(num_key_value_heads=spec.num_kv_heads, head_dim=spec.head_dim)
+    if model_type == "mistral":
+        # MistralConfig defaults to a 4,096-token window; Mistral-7B-v0.3's published config
+        # has none (a window makes sdpa take an explicit mask from 4,096 tokens on)
+        kw["sliding_window"] = None
     return AutoConfig.for_model(model_type, **kw)

@@ -170,3 +170,9 @@ PACKING = [
 # (out of memory on 140 GB); batch 8 with checkpointing at 64 GiB.
 _Q32 = dict(model="Qwen2.5-32B", method="qlora", seq_len=2048, checkpoint="nf4", gpu="H200")
 QLORA_30B = [dict(_Q32, batch=2), dict(_Q32, batch=4), dict(_Q32, batch=8, grad_ckpt=True)]
+
+# Session 4, second call: the same traces with the large pool's peak told apart from the
+# small pool's; and the Mistral s4096 run again with the published config's attention (no
+# sliding window: sessions 2-3 built it with MistralConfig's default 4,096-token window).
+TRACE_POOLS = committed(3, 5, 9, 11)
+MISTRAL_NO_WINDOW = [dict(committed(28)[0], label="retime:row28-no-window")]

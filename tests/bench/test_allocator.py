@@ -55,3 +55,16 @@ def test_label_prefers_library_frames_over_torch_plumbing():
     frames = [_f("/p/torch/nn/modules/module.py", 1, "_call_impl"), _f("/p/peft/tuners/lora/layer.py", 7, "forward")]
     assert allocator.label(frames) == "lora/layer.py:7 forward"
     assert allocator.label([]).startswith("(no Python frame")
+
+
+def test_the_large_pools_last_growth_is_the_peak_that_is_explained():
+    t = trace()
+    ev = t["device_traces"][0]
+    # everything freed, then a small allocation maps a new small-pool page: the overall
+    # mapping peaks there, but the large pool's own peak is the 50 MB growth
+    ev += [{"action": "free_completed", "addr": 0, "size": 40 * MB},
+           {"action": "segment_map", "addr": 10_000 * MB, "size": 2 * MB},
+           {"action": "alloc", "addr": 10_000 * MB, "size": 512, "frames": []}]
+    s = allocator.summarize(t)
+    assert s["peak_mapped_bytes"] == 152 * MB and s["large_pool_peak_mapped_bytes"] == 150 * MB
+    assert s["growth_trigger"]["bytes"] == 50 * MB
