@@ -176,3 +176,9 @@ QLORA_30B = [dict(_Q32, batch=2), dict(_Q32, batch=4), dict(_Q32, batch=8, grad_
 # sliding window: sessions 2-3 built it with MistralConfig's default 4,096-token window).
 TRACE_POOLS = committed(3, 5, 9, 11)
 MISTRAL_NO_WINDOW = [dict(committed(28)[0], label="retime:row28-no-window")]
+
+# Session 4, third call: the remaining three-step runs the refitted model misses by more than
+# 15% and that had no ten-step twin yet.
+RETIME_REST = [dict(committed(29)[0], label="retime:row29"),
+               dict(committed(3, file="memory-h100-compiled.jsonl")[0], label="retime:compiled-row3"),
+               dict(committed(5, file="memory-h100-compiled.jsonl")[0], label="retime:compiled-row5")]

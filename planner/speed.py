@@ -107,16 +107,36 @@ def layer_launches(model: ModelSpec, plan: Plan) -> float:
     return float(model.num_layers * passes)
 
 
+def _module_passes(model: ModelSpec, plan: Plan, modules: list) -> float:
+    passes = 2 + (1 if plan.grad_ckpt else 0) + (1 if plan.task == "dpo" else 0)
+    return float(len(modules) * model.num_layers * passes)
+
+
 def adapter_launches(model: ModelSpec, plan: Plan) -> float:
-    """Eager adapters run a handful of small kernels per adapted module per pass (A, B, scale,
-    add, casts): a fixed cost per module that compilation fuses away."""
-    if plan.method in ("full", "prefix"):
+    """Eager LoRA-style adapters run a handful of small kernels per adapted module per pass
+    (A, B, scale, add, casts): a fixed cost per module that compilation fuses away."""
+    if plan.method not in ("lora", "qlora", "dora"):
+        return 0.0
+    return _module_passes(model, plan, model.target_modules(plan.targets))
+
+
+def ia3_launches(model: ModelSpec, plan: Plan) -> float:
+    """IA3 scales each adapted activation by a learned vector: one small kernel per module
+    per pass, fewer than a LoRA module's (PEFT tuners/ia3/layer.py)."""
+    if plan.method != "ia3":
         return 0.0
     from planner.memory import _ia3_modules
 
-    modules = _ia3_modules(model, plan) if plan.method == "ia3" else model.target_modules(plan.targets)
-    passes = 2 + (1 if plan.grad_ckpt else 0) + (1 if plan.task == "dpo" else 0)
-    return float(len(modules) * model.num_layers * passes)
+    return _module_passes(model, plan, _ia3_modules(model, plan))
+
+
+def dora_launches(model: ModelSpec, plan: Plan) -> float:
+    """DoRA adds, per adapted module and pass, the kernels that rebuild the weight and its
+    column norm (an identity through A and B, the add, the norm, the rescale; PEFT
+    tuners/lora/dora.py): launch-bound on small models."""
+    if plan.method != "dora":
+        return 0.0
+    return _module_passes(model, plan, model.target_modules(plan.targets))
 
 
 def loss_chunks(model: ModelSpec, plan: Plan) -> float:
@@ -154,6 +174,34 @@ def link_gbs(plan: Plan, gpu: GpuSpec) -> float:
     return intra
 
 
+def _deepspeed(plan: Plan) -> bool:
+    return plan.launcher_engine == "deepspeed"
+
+
+def zero3_module_passes(model: ModelSpec, plan: Plan) -> float:
+    """DeepSpeed ZeRO-3 hooks every module that holds parameters to gather them before it runs
+    and release them after, forward and backward (deepspeed/runtime/zero/parameter_offload.py),
+    even on one GPU: the decoder's linear layers, two norms a layer, LoRA's A and B."""
+    if not (_deepspeed(plan) and plan.zero == 3):
+        return 0.0
+    linears = len(model.target_modules("all-linear"))
+    adapters = 2 * len(model.target_modules(plan.targets)) if plan.method in ("lora", "qlora", "dora") else 0
+    passes = 2 + (1 if plan.grad_ckpt else 0)
+    return float((model.num_layers * (linears + 2 + adapters) + 3) * passes)
+
+
+def deepspeed_master_bytes(model: ModelSpec, plan: Plan) -> float:
+    """DeepSpeed's bf16 optimizer steps fp32 master weights on the GPU: each trained parameter
+    of the shard moves its bf16 gradient into fp32 (6 B), runs Adam on fp32 weight, gradient and
+    two states (28 B) and writes the bf16 copy back (6 B) - 40 B (deepspeed/runtime/bf16_optimizer.py,
+    zero/stage_1_and_2.py); torch's fused AdamW steps the bf16 weights in place."""
+    if not _deepspeed(plan) or plan.offload != "none":
+        return 0.0
+    from planner.memory import shard_count
+
+    return 40.0 * optimizer_params(model, plan) / shard_count(plan)
+
+
 def optimizer_params(model: ModelSpec, plan: Plan) -> float:
     return float(trainable_params(model, plan))
 
@@ -166,10 +214,11 @@ class Feature:
 
 
 # Fitted elsewhere than bench/fit_speed.py (their runs are not in its files): kept as set in knowledge/speed.toml.
-SET_BY_HAND = ("cpu_optimizer", "communication")
+SET_BY_HAND = ("cpu_optimizer_deepspeed", "cpu_optimizer_torch", "zero3_hooks", "deepspeed_master", "communication")
 
 FEATURES = (
-    Feature("matmul", "flops", "matmuls (dense and attention)"),
+    Feature("matmul", "flops", "dense matmuls"),
+    Feature("attention", "flops", "attention (sdpa)"),
     Feature("pointwise_eager", "bytes", "pointwise work, eager layers"),
     Feature("pointwise_compiled", "bytes", "pointwise work, compiled layers"),
     Feature("logits", "bytes", "logits and loss"),
@@ -178,9 +227,14 @@ FEATURES = (
     Feature("launch_eager", "seconds", "per-layer launch overhead, eager"),
     Feature("launch_compiled", "seconds", "per-layer launch overhead, compiled"),
     Feature("adapter_launch_eager", "seconds", "per-adapter launch overhead, eager"),
+    Feature("ia3_launch", "seconds", "per-IA3-module launch overhead"),
+    Feature("dora_launch", "seconds", "DoRA's per-module weight-norm kernels"),
     Feature("loss_chunks", "seconds", "chunked loss, per chunk"),
     Feature("communication", "seconds", "gradient / parameter exchange between GPUs (datasheet links, not calibrated)"),
-    Feature("cpu_optimizer", "seconds", "optimizer step on the CPU (offload)"),
+    Feature("cpu_optimizer_deepspeed", "seconds", "optimizer step on the CPU (DeepSpeed's CPU Adam, offload)"),
+    Feature("cpu_optimizer_torch", "seconds", "optimizer step on the CPU (torch AdamW, FSDP offload)"),
+    Feature("zero3_hooks", "seconds", "ZeRO-3's gather and release hooks, per module with parameters"),
+    Feature("deepspeed_master", "bytes", "DeepSpeed's fp32 master step on the GPU"),
     Feature("optimizer_fused", "bytes", "optimizer step (fused AdamW)"),
     Feature("optimizer_8bit", "bytes", "optimizer step (bitsandbytes 8-bit)"),
 )
@@ -194,11 +248,14 @@ def raw_features(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> dict[str, float]
     bw = gpu.bandwidth_gbs * 1e9
     compiled = compiles(plan)
     act = activation_traffic_bytes(model, plan)
+    cpu_params = optimizer_params(model, plan) / shard_count(plan) if plan.offload != "none" else 0.0
     accum = plan.grad_accum
     optimizer = optimizer_params(model, plan)
     return {
-        # attention's matmuls run at the dense matmuls' efficiency: one coefficient for both
-        "matmul": accum * (matmul_flops(model, plan) + attention_flops(model, plan)) / flops,
+        "matmul": accum * matmul_flops(model, plan) / flops,
+        # sdpa's fused attention reaches less of the datasheet rate than the dense matmuls,
+        # and the long-sequence runs tell the two apart
+        "attention": accum * attention_flops(model, plan) / flops,
         "pointwise_eager": 0.0 if compiled else accum * act / bw,
         "pointwise_compiled": accum * act / bw if compiled else 0.0,
         "logits": accum * logits_traffic_bytes(model, plan) / bw,
@@ -207,9 +264,14 @@ def raw_features(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> dict[str, float]
         "launch_eager": 0.0 if compiled else accum * layer_launches(model, plan) * 1e-3,
         "launch_compiled": accum * layer_launches(model, plan) * 1e-3 if compiled else 0.0,
         "adapter_launch_eager": 0.0 if compiled else accum * adapter_launches(model, plan) * 1e-3,
+        "ia3_launch": accum * ia3_launches(model, plan) * 1e-3,
+        "dora_launch": accum * dora_launches(model, plan) * 1e-3,
         "loss_chunks": accum * loss_chunks(model, plan) * 1e-3,
         "communication": communication_bytes(model, plan) / (link_gbs(plan, gpu) * 1e9),
-        "cpu_optimizer": optimizer / shard_count(plan) * 1e-9 if plan.offload != "none" else 0.0,
+        "cpu_optimizer_deepspeed": cpu_params * 1e-9 if _deepspeed(plan) else 0.0,
+        "cpu_optimizer_torch": 0.0 if _deepspeed(plan) else cpu_params * 1e-9,
+        "zero3_hooks": accum * zero3_module_passes(model, plan) * 1e-3,
+        "deepspeed_master": deepspeed_master_bytes(model, plan) / bw,
         "optimizer_fused": optimizer / bw if plan.optim == "adamw" and plan.offload == "none" else 0.0,
         "optimizer_8bit": optimizer / bw if plan.optim != "adamw" else 0.0,
     }
