@@ -80,8 +80,16 @@ def activation_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
 
 def logits_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
     """The loss reads and writes the [tokens, vocab] logits a few times (bf16 out, fp32 upcast,
-    log-softmax, their gradients); the fused loss keeps them in chunks it never writes out."""
+    log-softmax, their gradients). The fused loss does the same work a chunk at a time (Liger's
+    fused linear cross-entropy: logits, softmax and their gradient per chunk, in forward), at
+    its own rate: fused_logits_traffic_bytes."""
     if plan.loss == "fused":
+        return 0.0
+    return float(rows_per_micro_step(plan) * plan.seq_len * model.vocab_size * (2 if plan.task == "dpo" else 1))
+
+
+def fused_logits_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
+    if plan.loss != "fused":
         return 0.0
     return float(rows_per_micro_step(plan) * plan.seq_len * model.vocab_size * (2 if plan.task == "dpo" else 1))
 
@@ -98,7 +106,7 @@ def dora_bytes(model: ModelSpec, plan: Plan) -> float:
     """DoRA builds each adapted layer's full weight to take its column norms, every forward."""
     if plan.method != "dora":
         return 0.0
-    return float(model.linear_params() * (2 + (1 if plan.grad_ckpt else 0)))
+    return float(model.linear_params() * (2 + (1 if plan.grad_ckpt else 0)))  # not in DPO's adapter-free reference
 
 
 def layer_launches(model: ModelSpec, plan: Plan) -> float:
@@ -108,7 +116,9 @@ def layer_launches(model: ModelSpec, plan: Plan) -> float:
 
 
 def _module_passes(model: ModelSpec, plan: Plan, modules: list) -> float:
-    passes = 2 + (1 if plan.grad_ckpt else 0) + (1 if plan.task == "dpo" else 0)
+    """Adapted modules run forward, backward and the recomputation; DPO's reference forward
+    runs with the adapters disabled (the template's reference pass), so it adds none."""
+    passes = 2 + (1 if plan.grad_ckpt else 0)
     return float(len(modules) * model.num_layers * passes)
 
 
@@ -222,6 +232,7 @@ FEATURES = (
     Feature("pointwise_eager", "bytes", "pointwise work, eager layers"),
     Feature("pointwise_compiled", "bytes", "pointwise work, compiled layers"),
     Feature("logits", "bytes", "logits and loss"),
+    Feature("logits_fused", "bytes", "logits and loss, fused a chunk at a time"),
     Feature("dequant", "bytes", "4-bit dequantization"),
     Feature("dora", "bytes", "DoRA weight norms"),
     Feature("launch_eager", "seconds", "per-layer launch overhead, eager"),
@@ -259,6 +270,7 @@ def raw_features(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> dict[str, float]
         "pointwise_eager": 0.0 if compiled else accum * act / bw,
         "pointwise_compiled": accum * act / bw if compiled else 0.0,
         "logits": accum * logits_traffic_bytes(model, plan) / bw,
+        "logits_fused": accum * fused_logits_traffic_bytes(model, plan) / bw,
         "dequant": accum * dequant_bytes(model, plan) / bw,
         "dora": accum * dora_bytes(model, plan) / bw,
         "launch_eager": 0.0 if compiled else accum * layer_launches(model, plan) * 1e-3,

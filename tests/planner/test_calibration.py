@@ -14,7 +14,10 @@ from planner.plan import Plan
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "results"
 ENGINES = BENCH / "memory-h100-engines.jsonl"
-RESULTS = [BENCH / "memory-h100.jsonl", BENCH / "memory-h100-compiled.jsonl", BENCH / "speed-h100.jsonl", ENGINES]
+H200_32B = BENCH / "qlora30b-h200.jsonl"
+RESULTS = [BENCH / "memory-h100.jsonl", BENCH / "memory-h100-compiled.jsonl", BENCH / "speed-h100.jsonl", ENGINES,
+           BENCH / "engines-dpo-h100.jsonl", BENCH / "retime-h100.jsonl", BENCH / "mistral-h100.jsonl",
+           BENCH / "packing-h100.jsonl", BENCH / "trace-h100.jsonl", BENCH / "trace-pools-h100.jsonl", H200_32B]
 H100 = hardware.resolve("H100-SXM")
 
 # Runs the model does not yet explain to 8%, each with what we know. They are held to 12%
@@ -40,6 +43,16 @@ def runs(files=RESULTS):
 def key(plan: Plan):
     return (plan.model, plan.method, plan.task, plan.batch, plan.seq_len, plan.grad_ckpt, plan.loss, plan.compile) + \
         ((plan.launcher_engine, plan.zero, plan.offload) if plan.distributed else ())
+
+
+def capacity(plan: Plan) -> int:
+    return hardware.resolve(plan.gpu).memory_bytes
+
+
+def full_length(run) -> bool:
+    """Padded batches of varied length are shorter than seq_len, which the estimate assumes
+    (an upper bound for them): they count for the fit verdict only."""
+    return run.get("lengths", "full") == "full" or run["plan"]["packing"]
 
 
 def estimated(run) -> tuple[Plan, int]:
@@ -70,14 +83,14 @@ def test_the_matrix_covers_what_the_issue_asks():
 def test_median_error_within_3_percent():
     errors = []
     for r in runs():
-        if r["oom"]:
+        if r["oom"] or not full_length(r):
             continue
         _, est = estimated(r)
         errors.append(abs(est - r["measured_nvml_peak_bytes"]) / r["measured_nvml_peak_bytes"])
     assert statistics.median(errors) <= 0.03
 
 
-@pytest.mark.parametrize("run", [r for r in runs() if not r["oom"]],
+@pytest.mark.parametrize("run", [r for r in runs() if not r["oom"] and full_length(r)],
                          ids=lambda r: r.get("label") or "-".join(str(v) for v in key(Plan(**r["plan"]))))
 def test_each_run_within_8_percent(run):
     plan, est = estimated(run)
@@ -86,10 +99,18 @@ def test_each_run_within_8_percent(run):
 
 
 def test_every_fit_verdict_is_right():
-    """No "fits" for a run that went out of memory on 80 GB, no "does not fit" for one that ran."""
+    """No "fits" for a run that went out of memory on its GPU, no "does not fit" for one that ran."""
     for r in runs():
         plan, est = estimated(r)
-        assert (est <= H100.memory_bytes) == (not r["oom"]), key(plan)
+        assert (est <= capacity(plan)) == (not r["oom"]), key(plan)
+
+
+def test_a_30b_class_qlora_on_the_h200_ran_and_one_went_out_of_memory():
+    rs = runs([H200_32B])
+    plans = [Plan(**r["plan"]) for r in rs]
+    assert {p.model for p in plans} == {"Qwen2.5-32B"} and {p.method for p in plans} == {"qlora"}
+    assert all("H200" in r["versions"]["gpu"] for r in rs)
+    assert sum(r["oom"] for r in rs) == 1 and sum(not r["oom"] for r in rs) == 2
 
 
 def test_known_gaps_are_still_in_the_matrix():
