@@ -5,7 +5,8 @@ The step time is a sum of named terms, each a count of work (FLOPs, bytes, kerne
 launches) divided by what the GPU does per second (its datasheet bf16 FLOP/s and memory
 bandwidth) and multiplied by a fitted efficiency coefficient: 1 / coefficient is the share
 of the datasheet rate our scripts reach for that kind of work (bench/fit_speed.py fits them
-by non-negative least squares on relative error)."""
+by a linear program that minimises the worst relative error; the engine terms are set by
+hand from their runs, knowledge/speed.toml says how)."""
 
 from __future__ import annotations
 
