@@ -91,7 +91,7 @@ def _replay(events: list[dict], upto: int, min_block: int):
         if a == "alloc":
             live[e["addr"]] = (e["size"], label(e.get("frames", [])), i)
         elif a == "free_completed":
-            size, lab, born = live.pop(e["addr"], (e["size"], "(allocated before recording)", -1))
+            size, lab, _ = live.pop(e["addr"], (e["size"], "(allocated before recording)", -1))
             if size >= min_block:
                 freed.append((e["addr"], size, lab, i))
         elif a in MAP:

@@ -84,14 +84,15 @@ def logits_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
     log-softmax, their gradients). The fused loss does the same work a chunk at a time (Liger's
     fused linear cross-entropy: logits, softmax and their gradient per chunk, in forward), at
     its own rate: fused_logits_traffic_bytes."""
-    if plan.loss == "fused":
-        return 0.0
-    return float(rows_per_micro_step(plan) * plan.seq_len * model.vocab_size * (2 if plan.task == "dpo" else 1))
+    return 0.0 if plan.loss == "fused" else _logits(model, plan)
 
 
 def fused_logits_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
-    if plan.loss != "fused":
-        return 0.0
+    return _logits(model, plan) if plan.loss == "fused" else 0.0
+
+
+def _logits(model: ModelSpec, plan: Plan) -> float:
+    """[tokens, vocab] entries of one micro-step (DPO's reference pass reads them again)."""
     return float(rows_per_micro_step(plan) * plan.seq_len * model.vocab_size * (2 if plan.task == "dpo" else 1))
 
 
@@ -186,7 +187,9 @@ def link_gbs(plan: Plan, gpu: GpuSpec) -> float:
 
 
 def _deepspeed(plan: Plan) -> bool:
-    return plan.launcher_engine == "deepspeed"
+    from planner.memory import _deepspeed
+
+    return _deepspeed(plan)
 
 
 def zero3_module_passes(model: ModelSpec, plan: Plan) -> float:
@@ -202,15 +205,15 @@ def zero3_module_passes(model: ModelSpec, plan: Plan) -> float:
 
 
 def deepspeed_master_bytes(model: ModelSpec, plan: Plan) -> float:
-    """DeepSpeed's bf16 optimizer steps fp32 master weights on the GPU: each trained parameter
-    of the shard moves its bf16 gradient into fp32 (6 B), runs Adam on fp32 weight, gradient and
-    two states (28 B) and writes the bf16 copy back (6 B) - 40 B (deepspeed/runtime/bf16_optimizer.py,
-    zero/stage_1_and_2.py); torch's fused AdamW steps the bf16 weights in place."""
+    """DeepSpeed's bf16 optimizer steps fp32 master weights on the GPU, moving
+    knowledge/speed.toml's [deepspeed] master_step_bytes_per_param for each trained parameter
+    of the shard; torch's fused AdamW steps the bf16 weights in place."""
     if not _deepspeed(plan) or plan.offload != "none":
         return 0.0
     from planner.memory import shard_count
 
-    return 40.0 * optimizer_params(model, plan) / shard_count(plan)
+    per_param = float(knowledge.table("speed")["deepspeed"]["master_step_bytes_per_param"])
+    return per_param * optimizer_params(model, plan) / shard_count(plan)
 
 
 def optimizer_params(model: ModelSpec, plan: Plan) -> float:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import fit_speed
 from planner import hardware, models, speed
 from planner.plan import Plan
 
@@ -26,18 +27,9 @@ def error(run, gpu=H100) -> float:
     return (predicted - run["step_s"]) / run["step_s"]
 
 
-def full_length(run) -> bool:
-    """Padded batches of varied length are shorter than seq_len; the model times full rows."""
-    return run.get("lengths", "full") == "full" or run["plan"]["packing"]
-
-
-# Runs timed over ten steps or more (after four untimed): the speed benchmark, the first-matrix
-# plans timed again, Mistral with its published attention, the packing lever, DPO through the
-# engines. retime row 28 is the Mistral built with transformers' default 4,096-token window
-# (not the published config): kept as measured, not a run of the catalog's model.
-TEN_STEP = [r for name in ("speed-h100.jsonl", "retime-h100.jsonl", "mistral-h100.jsonl", "packing-h100.jsonl",
-                           "engines-dpo-h100.jsonl")
-            for r in runs(name) if full_length(r) and r.get("label") != "retime:row28"]
+# Runs timed over ten steps or more (after four untimed), as the fit selects them
+# (bench/fit_speed.py timed(): full-length rows, the bench's windowed Mistral left out).
+TEN_STEP = [r for r in fit_speed.measured_runs() if fit_speed.FILES[r["_file"]] is None]
 
 
 @pytest.mark.parametrize("run", TEN_STEP, ids=lambda r: r.get("label") or r["plan"]["engine"] + "-" + r["plan"]["task"])
