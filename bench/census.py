@@ -71,11 +71,12 @@ def _model(spec: models.ModelSpec, plan: Plan):
     return model
 
 
-def saved_bytes(spec: models.ModelSpec, plan: Plan, shape: tuple[int, int]) -> int:
+def saved_bytes(spec: models.ModelSpec, plan: Plan, shape: tuple[int, int], device: str = "cpu") -> int:
     """Bytes of distinct storages saved for backward by the decoder (no lm_head, no loss)."""
     import torch
 
-    model = _model(spec, plan)
+    with torch.device(device):
+        model = _model(spec, plan)
     params = {p.data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
 
@@ -87,9 +88,9 @@ def saved_bytes(spec: models.ModelSpec, plan: Plan, shape: tuple[int, int]) -> i
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = getattr(base, base.base_model_prefix)
-    ids = torch.randint(0, spec.vocab_size, shape)
+    ids = torch.randint(0, spec.vocab_size, shape, device=device)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=plan.precision != "fp32"):
+            torch.autocast(device, dtype=torch.bfloat16, enabled=plan.precision != "fp32"):
         decoder(input_ids=ids)
     return sum(seen.values())
 
@@ -102,8 +103,110 @@ def per_layer_per_token(spec: models.ModelSpec, plan: Plan) -> float:
     return (one_layer[1] - one_layer[0]) / (c * d - a * b)
 
 
+# Ops that launch no kernel: views and metadata.
+_NO_KERNEL = {"detach", "alias", "empty", "empty_strided", "t", "view", "_unsafe_view", "expand", "as_strided",
+              "transpose", "permute", "unsqueeze", "squeeze", "slice", "select", "split", "chunk", "unbind",
+              "lift_fresh", "split_with_sizes", "unsafe_split"}
+
+
+def dispatched_ops(spec: models.ModelSpec, plan: Plan, layers: int) -> tuple[int, int]:
+    """(forward, backward) aten ops of the decoder that launch work, counted below autograd
+    and autocast (a TorchDispatchMode sees each one): in eager PyTorch every one of them is a
+    Python-to-kernel dispatch the host pays for, whatever the tensor sizes."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not func.is_view and func.__name__.split(".")[0] not in _NO_KERNEL:
+                self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    model = _model(small_spec(spec, layers), plan)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = getattr(base, base.base_model_prefix)
+    ids = torch.randint(0, 512, (1, 64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with Count() as forward:
+            out = decoder(input_ids=ids).last_hidden_state
+        with Count() as backward:
+            out.float().sum().backward()
+    return forward.n, backward.n
+
+
+def ops_per_layer(name: str) -> dict:
+    """knowledge/speed.toml's [ops.<family>] row for one catalog model: ops per decoder layer,
+    the difference between a 3- and a 2-layer model, for the frozen and the trained base, and
+    per adapted module for LoRA, DoRA and IA3 (all-linear against attention-only targets)."""
+    spec = models.resolve(name)
+
+    def layer(method, targets="all-linear"):
+        plan = Plan(model=name, method=method, targets=targets, seq_len=64)
+        (f3, b3), (f2, b2) = dispatched_ops(spec, plan, 3), dispatched_ops(spec, plan, 2)
+        return f3 - f2, b3 - b2
+
+    full_f, full_b = layer("full")
+    lora_f, lora_b = layer("lora")
+    attn_f, attn_b = layer("lora", "attention")
+    extra = len(spec.target_modules("all-linear")) - len(spec.target_modules("attention"))
+    per_f, per_b = (lora_f - attn_f) / extra, (lora_b - attn_b) / extra
+    n = len(spec.target_modules("all-linear"))
+    dora_f, dora_b = layer("dora")
+    ia3_f, ia3_b = layer("ia3")
+    from planner.memory import _ia3_modules
+
+    n_ia3 = len(_ia3_modules(spec, Plan(model=name, method="ia3")))
+    frozen_b = lora_b - n * per_b
+    return {"forward": full_f, "backward_trained": full_b, "backward_frozen": round(frozen_b),
+            "lora_forward": round(per_f, 2), "lora_backward": round(per_b, 2),
+            "dora_forward": round((dora_f - full_f) / n, 2), "dora_backward": round((dora_b - frozen_b) / n, 2),
+            "ia3_forward": round((ia3_f - full_f) / n_ia3, 2), "ia3_backward": round((ia3_b - frozen_b) / n_ia3, 2)}
+
+
+def on_the_gpu(spec: models.ModelSpec, plan: Plan, batch: int = 1) -> dict:
+    """The same count on the GPU at the catalog's own widths and plan.seq_len, with the
+    attention kernels sdpa ran (torch.profiler): kernels that the CPU and small head sizes
+    never pick show up here (python3 bench/census.py --cuda Pythia-1B lora 2048)."""
+    import dataclasses
+
+    import torch
+
+    shapes = ((batch, plan.seq_len), (2 * batch, plan.seq_len))
+    full = [dataclasses.replace(spec, num_layers=n) for n in (2, 3)]
+    one_layer = [saved_bytes(full[1], plan, t, "cuda") - saved_bytes(full[0], plan, t, "cuda") for t in shapes]
+    with torch.device("cuda"):
+        model = _model(full[0], plan)
+    ids = torch.randint(0, spec.vocab_size, shapes[0], device="cuda")
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof, \
+            torch.autocast("cuda", dtype=torch.bfloat16):
+        model(input_ids=ids, labels=ids).loss.backward()
+        torch.cuda.synchronize()
+    kernels = sorted({e.name[:90] for e in prof.events() if any(k in e.name.lower() for k in ("flash", "fmha", "attention", "softmax", "bmm"))})
+    return {"model": spec.name, "method": plan.method, "seq_len": plan.seq_len, "batch": batch,
+            "per_token_per_layer": (one_layer[1] - one_layer[0]) / (shapes[1][0] - shapes[0][0]) / plan.seq_len,
+            "per_layer_at_batch": one_layer[0], "attention_kernels": kernels}
+
+
 if __name__ == "__main__":
     from planner import memory
+
+    if sys.argv[1] == "--ops":  # python3 bench/census.py --ops Llama-3.2-1B Qwen3-0.6B ...
+        for name in sys.argv[2:]:
+            row = ops_per_layer(name)
+            print(f"[ops.{models.resolve(name).family}]  # {name}\n" + "\n".join(f"{k} = {v}" for k, v in row.items()), flush=True)
+        sys.exit(0)
+    if sys.argv[1] == "--cuda":
+        import json
+
+        for name, method, seq in zip(sys.argv[2::3], sys.argv[3::3], sys.argv[4::3]):
+            spec = models.resolve(name)
+            plan = Plan(model=name, method=method, seq_len=int(seq))
+            r = on_the_gpu(spec, plan)
+            r["formula_per_token_per_layer"] = memory.layer_activation_bytes_per_token(spec, plan)
+            print(json.dumps(r), flush=True)
+        sys.exit(0)
 
     name, method = sys.argv[1], sys.argv[2]
     spec = models.resolve(name)

@@ -182,3 +182,14 @@ MISTRAL_NO_WINDOW = [dict(committed(28)[0], label="retime:row28-no-window")]
 RETIME_REST = [dict(committed(29)[0], label="retime:row29"),
                dict(committed(3, file="memory-h100-compiled.jsonl")[0], label="retime:compiled-row3"),
                dict(committed(5, file="memory-h100-compiled.jsonl")[0], label="retime:compiled-row5")]
+
+# Session 5, speed: every other timed run of the two three-step matrices, timed again over ten
+# steps (--steps 14 --warmup 4), same plans, so that every committed plan has a ten-step timing
+# and none is picked for how far the model missed it. Three calls, each model built once.
+def _retime(rows, file="memory-h100.jsonl", prefix="row"):
+    return [dict(c, label=f"retime:{prefix}{i}") for i, c in zip(rows, committed(*rows, file=file))]
+
+
+RETIME_ALL_A = _retime((16, 17, 18, 19, 22, 23, 25, 26, 9, 11))
+RETIME_ALL_B = _retime((12, 13, 14, 15, 30, 41, 2, 3, 5, 7, 39, 31, 33))
+RETIME_ALL_C = _retime((34, 36, 37)) + _retime((0, 1, 2, 4, 6), file="memory-h100-compiled.jsonl", prefix="compiled-row")

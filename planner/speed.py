@@ -112,7 +112,7 @@ def dora_bytes(model: ModelSpec, plan: Plan) -> float:
 
 
 def layer_launches(model: ModelSpec, plan: Plan) -> float:
-    """Per-layer fixed cost (kernel launches, Python) per micro-step: eager and compiled apart."""
+    """Per-layer fixed cost of compiled layers (one graph's kernels and guards) per micro-step."""
     passes = 2 + (1 if plan.grad_ckpt else 0) + (1 if plan.task == "dpo" else 0)
     return float(model.num_layers * passes)
 
@@ -124,12 +124,60 @@ def _module_passes(model: ModelSpec, plan: Plan, modules: list) -> float:
     return float(len(modules) * model.num_layers * passes)
 
 
-def adapter_launches(model: ModelSpec, plan: Plan) -> float:
-    """Eager LoRA-style adapters run a handful of small kernels per adapted module per pass
-    (A, B, scale, add, casts): a fixed cost per module that compilation fuses away."""
+def _adapted_modules(model: ModelSpec, plan: Plan) -> list:
+    from planner.memory import _ia3_modules
+
+    if plan.method in ("lora", "qlora", "dora"):
+        return model.target_modules(plan.targets)
+    return _ia3_modules(model, plan) if plan.method == "ia3" else []
+
+
+def eager_ops(model: ModelSpec, plan: Plan) -> float:
+    """Ops an eager micro-step dispatches (knowledge/speed.toml [ops], counted by
+    bench/census.py --ops): each layer's forward (again under checkpointing, and for DPO's
+    reference pass without adapters) and backward (with the weights trained or frozen), plus
+    each adapted module's own ops."""
+    ops = knowledge.table("speed")["ops"]
+    row = ops.get(model.family, ops["llama"])
+    adapter = ops["adapter"]
+    kind = {"qlora": "lora"}.get(plan.method, plan.method)
+    n = len(_adapted_modules(model, plan))
+    forward = row["forward"] + n * adapter.get(f"{kind}_forward", 0)
+    backward = row["backward_trained" if plan.method == "full" else "backward_frozen"] + n * adapter.get(f"{kind}_backward", 0)
+    per_layer = forward * (2 if plan.grad_ckpt else 1) + backward + (row["forward"] if plan.task == "dpo" else 0)
+    return float(model.num_layers * per_layer)
+
+
+def adapter_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
+    """Eager LoRA-style adapters read and write full-width activations outside the base
+    matmul: the input for A, B's output, its scaling and the add into the base output, and
+    their gradients (PEFT tuners/lora/layer.py Linear.forward): 2 B per element of every
+    adapted layer's input and output width per pass. Compilation fuses them into the layer."""
     if plan.method not in ("lora", "qlora", "dora"):
         return 0.0
-    return _module_passes(model, plan, model.target_modules(plan.targets))
+    from planner.memory import _adapted_widths
+
+    ins, outs, _ = _adapted_widths(model, plan)
+    passes = 2 + (1 if plan.grad_ckpt else 0)
+    return float(rows_per_micro_step(plan) * plan.seq_len * (ins + outs) * 2 * model.num_layers * passes)
+
+
+def adapter_toggles(model: ModelSpec, plan: Plan) -> float:
+    """DPO's reference pass turns the adapters off and on again (PEFT disable_adapter walks
+    every adapted module and sets requires_grad on its weights): twice per micro-step."""
+    if plan.task != "dpo" or plan.method not in ("lora", "qlora", "dora"):
+        return 0.0
+    return float(2 * model.num_layers * len(model.target_modules(plan.targets)))
+
+
+def trainable_tensors(model: ModelSpec, plan: Plan) -> float:
+    """Parameter tensors the optimizer steps: bitsandbytes' 8-bit AdamW launches per tensor,
+    torch's fused AdamW groups them but still walks them in Python."""
+    if plan.method == "full":
+        return float(model.num_layers * (len(model.target_modules("all-linear")) + model.norms_per_layer) + 3)
+    if plan.method in ("lora", "qlora", "dora"):
+        return float(model.num_layers * len(model.target_modules(plan.targets)) * (3 if plan.method == "dora" else 2))
+    return float(model.num_layers * max(1, len(_adapted_modules(model, plan))))
 
 
 def ia3_launches(model: ModelSpec, plan: Plan) -> float:
@@ -239,9 +287,10 @@ FEATURES = (
     Feature("logits_fused", "bytes", "logits and loss, fused a chunk at a time"),
     Feature("dequant", "bytes", "4-bit dequantization"),
     Feature("dora", "bytes", "DoRA weight norms"),
-    Feature("launch_eager", "seconds", "per-layer launch overhead, eager"),
+    Feature("dispatch_eager", "seconds", "ops dispatched by eager layers, per op"),
     Feature("launch_compiled", "seconds", "per-layer launch overhead, compiled"),
-    Feature("adapter_launch_eager", "seconds", "per-adapter launch overhead, eager"),
+    Feature("adapter_traffic_eager", "bytes", "eager adapters' full-width activations"),
+    Feature("adapter_toggle", "seconds", "DPO's adapter switch for the reference pass, per module"),
     Feature("ia3_launch", "seconds", "per-IA3-module launch overhead"),
     Feature("dora_launch", "seconds", "DoRA's per-module weight-norm kernels"),
     Feature("loss_chunks", "seconds", "chunked loss, per chunk"),
@@ -252,6 +301,8 @@ FEATURES = (
     Feature("deepspeed_master", "bytes", "DeepSpeed's fp32 master step on the GPU"),
     Feature("optimizer_fused", "bytes", "optimizer step (fused AdamW)"),
     Feature("optimizer_8bit", "bytes", "optimizer step (bitsandbytes 8-bit)"),
+    Feature("optimizer_tensors_fused", "seconds", "optimizer step per parameter tensor (fused AdamW)"),
+    Feature("optimizer_tensors_8bit", "seconds", "optimizer step per parameter tensor (bitsandbytes 8-bit)"),
 )
 
 
@@ -277,9 +328,10 @@ def raw_features(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> dict[str, float]
         "logits_fused": accum * fused_logits_traffic_bytes(model, plan) / bw,
         "dequant": accum * dequant_bytes(model, plan) / bw,
         "dora": accum * dora_bytes(model, plan) / bw,
-        "launch_eager": 0.0 if compiled else accum * layer_launches(model, plan) * 1e-3,
+        "dispatch_eager": 0.0 if compiled else accum * eager_ops(model, plan) * 1e-3,
         "launch_compiled": accum * layer_launches(model, plan) * 1e-3 if compiled else 0.0,
-        "adapter_launch_eager": 0.0 if compiled else accum * adapter_launches(model, plan) * 1e-3,
+        "adapter_traffic_eager": 0.0 if compiled else accum * adapter_traffic_bytes(model, plan) / bw,
+        "adapter_toggle": accum * adapter_toggles(model, plan) * 1e-3,
         "ia3_launch": accum * ia3_launches(model, plan) * 1e-3,
         "dora_launch": accum * dora_launches(model, plan) * 1e-3,
         "loss_chunks": accum * loss_chunks(model, plan) * 1e-3,
@@ -290,6 +342,8 @@ def raw_features(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> dict[str, float]
         "deepspeed_master": deepspeed_master_bytes(model, plan) / bw,
         "optimizer_fused": optimizer / bw if plan.optim == "adamw" and plan.offload == "none" else 0.0,
         "optimizer_8bit": optimizer / bw if plan.optim != "adamw" else 0.0,
+        "optimizer_tensors_fused": trainable_tensors(model, plan) * 1e-3 if plan.optim == "adamw" and plan.offload == "none" else 0.0,
+        "optimizer_tensors_8bit": trainable_tensors(model, plan) * 1e-3 if plan.optim != "adamw" else 0.0,
     }
 
 

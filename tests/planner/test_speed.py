@@ -33,9 +33,25 @@ TEN_STEP = [r for r in fit_speed.measured_runs() if fit_speed.FILES[r["_file"]] 
 
 
 @pytest.mark.parametrize("run", TEN_STEP, ids=lambda r: r.get("label") or r["plan"]["engine"] + "-" + r["plan"]["task"])
-def test_every_run_timed_over_ten_steps_within_16_percent(run):
-    """The fit's minimax reaches 15.5% over these 37 runs (bench/fit_speed.py)."""
-    assert abs(error(run)) <= 0.16
+def test_every_run_timed_over_ten_steps_within_15_percent(run):
+    """The issue's bound, on every run timed over ten steps (bench/fit_speed.py reaches 14.2%)."""
+    assert abs(error(run)) <= 0.15
+
+
+def _timed_rows(name):
+    rows = [json.loads(line) for line in (BENCH / name).read_text().splitlines()]
+    return [(i, r) for i, r in enumerate(rows) if fit_speed.timed(r)]
+
+
+@pytest.mark.parametrize("name,prefix", [("memory-h100.jsonl", "row"), ("memory-h100-compiled.jsonl", "compiled-row")])
+def test_every_three_step_run_has_a_ten_step_twin(name, prefix):
+    """Every plan the memory matrices timed over three steps was timed again over ten, all of
+    them (not those the model missed): the ten-step timing is the run's speed measurement."""
+    again = {r["label"]: r for r in runs("retime-h100.jsonl")}
+    for i, r in _timed_rows(name):
+        twin = again[f"retime:{prefix}{i}"]
+        assert Plan(**twin["plan"]).with_(max_steps=r["plan"]["max_steps"]) == Plan(**r["plan"])
+        assert twin["steps"] >= 14
 
 
 def test_speed_benchmark_median_within_5_percent():
@@ -119,9 +135,25 @@ def test_compilation_checkpointing_and_accumulation_move_the_time_the_right_way(
     t = speed.estimate(m, base, H100).step_s
     assert speed.estimate(m, base.with_(compile=False), H100).step_s > t
     assert speed.estimate(m, base.with_(grad_ckpt=True), H100).step_s > t
-    assert speed.estimate(m, base.with_(grad_accum=4), H100).step_s == pytest.approx(4 * t, rel=0.01)
+    once = {x.name: x.seconds for x in speed.estimate(m, base, H100).terms}
+    four = {x.name: x.seconds for x in speed.estimate(m, base.with_(grad_accum=4), H100).terms}
+    for name, seconds in four.items():  # micro-steps repeat, the optimizer steps once
+        assert seconds == pytest.approx(once[name] * (1 if name.startswith("optimizer") else 4))
     slower_gpu = hardware.resolve("A100-80GB")
     assert speed.estimate(m, base, slower_gpu).step_s > t
+
+
+def test_eager_dispatch_counts_each_familys_ops_and_the_extra_passes():
+    llama, qwen3 = models.resolve("Llama-3.2-1B"), models.resolve("Qwen3-0.6B")
+    plan = Plan(model="x", method="lora", compile=False)
+    per_layer = lambda m, p: speed.eager_ops(m, p) / m.num_layers
+    assert per_layer(qwen3, plan) > per_layer(llama, plan)  # q/k norms
+    assert per_layer(llama, plan.with_(method="full")) < per_layer(llama, plan)  # no adapters, but weight gradients
+    forward = per_layer(llama, plan.with_(grad_ckpt=True)) - per_layer(llama, plan)
+    assert per_layer(llama, plan.with_(task="dpo")) - per_layer(llama, plan) < forward  # reference pass runs without adapters
+    assert speed.raw_features(llama, plan.with_(task="dpo"), H100)["adapter_toggle"] > 0
+    assert speed.raw_features(llama, plan, H100)["adapter_toggle"] == 0
+    assert speed.raw_features(llama, plan.with_(compile=True), H100)["dispatch_eager"] == 0
 
 
 def test_unmeasured_methods_are_not_compiled():
