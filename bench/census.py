@@ -71,6 +71,12 @@ def _model(spec: models.ModelSpec, plan: Plan):
     return model
 
 
+def _decoder(model):
+    """The decoder stack under a PEFT wrapper or a causal-LM head."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(base, base.base_model_prefix)
+
+
 def saved_bytes(spec: models.ModelSpec, plan: Plan, shape: tuple[int, int], device: str = "cpu") -> int:
     """Bytes of distinct storages saved for backward by the decoder (no lm_head, no loss)."""
     import torch
@@ -86,8 +92,7 @@ def saved_bytes(spec: models.ModelSpec, plan: Plan, shape: tuple[int, int], devi
             seen[storage.data_ptr()] = max(seen.get(storage.data_ptr(), 0), storage.nbytes())
         return t
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    decoder = getattr(base, base.base_model_prefix)
+    decoder = _decoder(model)
     ids = torch.randint(0, spec.vocab_size, shape, device=device)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
             torch.autocast(device, dtype=torch.bfloat16, enabled=plan.precision != "fp32"):
@@ -124,9 +129,7 @@ def dispatched_ops(spec: models.ModelSpec, plan: Plan, layers: int) -> tuple[int
                 self.n += 1
             return func(*args, **(kwargs or {}))
 
-    model = _model(small_spec(spec, layers), plan)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    decoder = getattr(base, base.base_model_prefix)
+    decoder = _decoder(_model(small_spec(spec, layers), plan))
     ids = torch.randint(0, 512, (1, 64))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         with Count() as forward:

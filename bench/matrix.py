@@ -147,6 +147,11 @@ def committed(*rows: int, file: str = "memory-h100.jsonl") -> list[dict]:
     return out
 
 
+def _retime(rows, file="memory-h100.jsonl", prefix="row"):
+    """committed() rows labelled as the ten-step re-timing of row N of `file`."""
+    return [dict(c, label=f"retime:{prefix}{i}") for i, c in zip(rows, committed(*rows, file=file))]
+
+
 # Session 4, allocator history (--trace): the first-matrix runs whose reserved memory exceeds
 # allocated by a whole fp32 logits block (rows 3, 5, 11, 14), one where it is half a block
 # (row 9), and Pythia-1B, whose allocated peak the census misses (row 33).
@@ -154,8 +159,7 @@ TRACE = committed(3, 5, 9, 11, 14, 33)
 
 # Session 4, speed: the first-matrix runs timed over only three steps whose step time the
 # model missed by more than 12%, timed again over ten (--steps 14 --warmup 4), same plans.
-RETIME = [dict(c, label=f"retime:row{i}") for i, c in
-          zip((0, 1, 4, 6, 8, 10, 27, 28, 32, 35, 38, 40, 42), committed(0, 1, 4, 6, 8, 10, 27, 28, 32, 35, 38, 40, 42))]
+RETIME = _retime((0, 1, 4, 6, 8, 10, 27, 28, 32, 35, 38, 40, 42))
 
 # Session 4, the packing lever: answers of varied length, packed into full blocks (the
 # scripts' default, fast with sdpa) against one example a row padded to the batch's longest.
@@ -179,17 +183,11 @@ MISTRAL_NO_WINDOW = [dict(committed(28)[0], label="retime:row28-no-window")]
 
 # Session 4, third call: the remaining three-step runs the refitted model misses by more than
 # 15% and that had no ten-step twin yet.
-RETIME_REST = [dict(committed(29)[0], label="retime:row29"),
-               dict(committed(3, file="memory-h100-compiled.jsonl")[0], label="retime:compiled-row3"),
-               dict(committed(5, file="memory-h100-compiled.jsonl")[0], label="retime:compiled-row5")]
+RETIME_REST = _retime((29,)) + _retime((3, 5), file="memory-h100-compiled.jsonl", prefix="compiled-row")
 
 # Session 5, speed: every other timed run of the two three-step matrices, timed again over ten
 # steps (--steps 14 --warmup 4), same plans, so that every committed plan has a ten-step timing
 # and none is picked for how far the model missed it. Three calls, each model built once.
-def _retime(rows, file="memory-h100.jsonl", prefix="row"):
-    return [dict(c, label=f"retime:{prefix}{i}") for i, c in zip(rows, committed(*rows, file=file))]
-
-
 RETIME_ALL_A = _retime((16, 17, 18, 19, 22, 23, 25, 26, 9, 11))
 RETIME_ALL_B = _retime((12, 13, 14, 15, 30, 41, 2, 3, 5, 7, 39, 31, 33))
 RETIME_ALL_C = _retime((34, 36, 37)) + _retime((0, 1, 2, 4, 6), file="memory-h100-compiled.jsonl", prefix="compiled-row")

@@ -175,9 +175,8 @@ def trainable_tensors(model: ModelSpec, plan: Plan) -> float:
     torch's fused AdamW groups them but still walks them in Python."""
     if plan.method == "full":
         return float(model.num_layers * (len(model.target_modules("all-linear")) + model.norms_per_layer) + 3)
-    if plan.method in ("lora", "qlora", "dora"):
-        return float(model.num_layers * len(model.target_modules(plan.targets)) * (3 if plan.method == "dora" else 2))
-    return float(model.num_layers * max(1, len(_adapted_modules(model, plan))))
+    per_module = {"lora": 2, "qlora": 2, "dora": 3}.get(plan.method, 1)  # A and B, DoRA's magnitude
+    return float(model.num_layers * max(1, len(_adapted_modules(model, plan))) * per_module)
 
 
 def ia3_launches(model: ModelSpec, plan: Plan) -> float:
@@ -185,9 +184,7 @@ def ia3_launches(model: ModelSpec, plan: Plan) -> float:
     per pass, fewer than a LoRA module's (PEFT tuners/ia3/layer.py)."""
     if plan.method != "ia3":
         return 0.0
-    from planner.memory import _ia3_modules
-
-    return _module_passes(model, plan, _ia3_modules(model, plan))
+    return _module_passes(model, plan, _adapted_modules(model, plan))
 
 
 def dora_launches(model: ModelSpec, plan: Plan) -> float:
@@ -196,7 +193,7 @@ def dora_launches(model: ModelSpec, plan: Plan) -> float:
     tuners/lora/dora.py): launch-bound on small models."""
     if plan.method != "dora":
         return 0.0
-    return _module_passes(model, plan, model.target_modules(plan.targets))
+    return _module_passes(model, plan, _adapted_modules(model, plan))
 
 
 def loss_chunks(model: ModelSpec, plan: Plan) -> float:
