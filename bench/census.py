@@ -205,7 +205,7 @@ if __name__ == "__main__":
 
         for name, method, seq in zip(sys.argv[2::3], sys.argv[3::3], sys.argv[4::3]):
             spec = models.resolve(name)
-            plan = Plan(model=name, method=method, seq_len=int(seq))
+            plan = Plan(model=name, method=method, seq_len=int(seq), compile=False)  # the census runs eager
             r = on_the_gpu(spec, plan)
             r["formula_per_token_per_layer"] = memory.layer_activation_bytes_per_token(spec, plan)
             print(json.dumps(r), flush=True)

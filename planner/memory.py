@@ -296,6 +296,16 @@ def casts_adapter_inputs(plan: Plan) -> bool:
     return plan.cast_adapter_inputs or (plan.launcher_engine == "deepspeed" and plan.zero == 3)
 
 
+def layernorm_input_per_hidden(plan: Plan) -> float:
+    """What a LayerNorm keeps of its input. CUDA autocast runs layer_norm in fp32 (PyTorch
+    AMP op reference: layer_norm autocasts to float32), so each LayerNorm keeps its own fp32
+    copy of its bf16 input; a compiled layer fuses the cast and keeps the bf16 input."""
+    a = _k("activations")
+    if plan.precision != "fp32" and not speed.compiles(plan):
+        return a["layernorm_autocast_input_per_hidden"]
+    return a["layernorm_input_per_hidden"]
+
+
 def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     """Bytes one decoder layer saves for backward per token, without checkpointing.
 
@@ -324,13 +334,13 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     if full:  # a trainable norm weight keeps the normalised tensor: bf16, or fp32 where the norm computes in fp32
         norm_weight = a["compiled_norm_weight_input_per_hidden"] if compiled else \
             a["norm_weight_input_per_hidden"] * (2 if plan.precision != "bf16" or table.get("norm_weight_fp32") else 1)
-    per_norm = rms if model.norm == "rmsnorm" else a["layernorm_input_per_hidden"]
+    per_norm = rms if model.norm == "rmsnorm" else layernorm_input_per_hidden(plan)
     b = model.norms_per_layer * (per_norm + norm_weight) * h
     if model.qk_norm:
         b += (rms + norm_weight) * (q + kv)
     b += a["attention_qkv_out"] * (2 * q + 2 * kv) + a["attention_lse_per_head"] * model.num_heads
-    if plan.method != "full" and "qkv_proj" in modules:
-        # Phi-3's fused qkv_proj: v is a view of the fused output, so sdpa keeps all of it alive
+    if plan.method != "full" and table.get("fused_qkv_view"):
+        # a fused qkv projection split by views: sdpa keeps v, a view, so all of the output stays alive
         b += a["attention_qkv_out"] * (q + kv)
     if effective_attention(model, plan) == "eager":
         scores = a["compiled_eager_scores_per_head_position"] if compiled else a["eager_scores_per_head_position"]
@@ -350,11 +360,12 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
                 b += a["ia3_input_fp32_per_width"] * fan_in * copies
             else:
                 b += a["linear_input_per_width"] * fan_out * copies  # IA3 scales the output and keeps it
-    if "qkv_proj" not in modules and effective_attention(model, plan) != "eager":
-        # o_proj reads sdpa's output, which sdpa already keeps. Not after a fused qkv_proj (q, k
-        # and v are strided views, sdpa's output comes back in another layout and the reshape
-        # before o_proj copies it) nor after eager attention (which keeps its probabilities,
-        # not its output): the census sees o_proj keep its own input there.
+    if effective_attention(model, plan) != "eager" and (compiled or not table.get("fused_qkv_view")):
+        # o_proj reads sdpa's output, which sdpa already keeps. Not after a fused qkv projection
+        # (q, k and v are strided views, sdpa's output comes back in another layout and the
+        # reshape before o_proj copies it) nor after eager attention (which keeps its
+        # probabilities, not its output): the census sees o_proj keep its own input there.
+        # Compiled, the partitioner recomputes that copy from sdpa's saved output.
         kept_groups.discard("attn_out")
     if model.mlp == "plain" and full:
         kept_groups.discard("mlp_mid")  # GELU keeps its input; down reads GELU's output, a new tensor
