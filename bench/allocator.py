@@ -180,8 +180,17 @@ def summarize(snapshot: dict, device: int = 0, top: int = 12, min_block: int = 2
     return out
 
 
-def install(path: str) -> None:
-    """Record the allocator's history from now on; summarize it into `path` at exit."""
+def large_events(events: list[dict]) -> list[list]:
+    """The large pool's history in a compact form, for replaying it offline: one
+    [action, addr, size, label] per allocation, free or mapping of 1 MiB or more."""
+    keep = ("alloc", "free_completed") + MAP + UNMAP
+    return [[e["action"], e["addr"], e["size"], label(e.get("frames", []))]
+            for e in events if e["action"] in keep and e["size"] >= SMALL_BLOCK]
+
+
+def install(path: str, events_path: str | None = None) -> None:
+    """Record the allocator's history from now on; summarize it into `path` at exit, and
+    with `events_path` write the large pool's history there too (gzipped JSON)."""
     import atexit
 
     import torch
@@ -190,7 +199,13 @@ def install(path: str) -> None:
 
     def dump():
         try:
-            summary = summarize(torch.cuda.memory._snapshot())
+            snapshot = torch.cuda.memory._snapshot()
+            summary = summarize(snapshot)
+            if events_path:
+                import gzip
+
+                with gzip.open(events_path, "wt") as f:
+                    json.dump(large_events(snapshot["device_traces"][0]), f)
         except Exception as e:  # the run's own result matters more than its trace
             summary = {"error": repr(e)[:500]}
         Path(path).write_text(json.dumps(summary))

@@ -191,3 +191,9 @@ RETIME_REST = _retime((29,)) + _retime((3, 5), file="memory-h100-compiled.jsonl"
 RETIME_ALL_A = _retime((16, 17, 18, 19, 22, 23, 25, 26, 9, 11))
 RETIME_ALL_B = _retime((12, 13, 14, 15, 30, 41, 2, 3, 5, 7, 39, 31, 33))
 RETIME_ALL_C = _retime((34, 36, 37)) + _retime((0, 1, 2, 4, 6), file="memory-h100-compiled.jsonl", prefix="compiled-row")
+
+# Session 6, the allocator: first-matrix runs whose reserved memory exceeds allocated by a
+# whole fp32 logits block (rows 3, 5, 14, 11, 26) and by half of one (9, 15, 37), traced with
+# the large pool's whole history kept (--events-dir) to replay it offline.
+EVENTS = [dict(c, label=f"events:row{i}") for i, c in zip((3, 5, 14, 11, 9, 15, 37, 26),
+                                                         committed(3, 5, 14, 11, 9, 15, 37, 26))]

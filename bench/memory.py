@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -164,10 +165,11 @@ def synthetic_rows(task: str, fmt: str, seq_len: int, n: int, lengths: str = "fu
     return rows
 
 
-def run_one(case: dict, steps: int, vers: dict, warmup: int = 1, trace: bool = False) -> dict:
+def run_one(case: dict, steps: int, vers: dict, warmup: int = 1, trace: bool = False, events_dir: str | None = None) -> dict:
     """Render, run and measure one plan. The first `warmup` steps are not timed: they pay for
     kernel selection and, with COMPILE, for compilation. With `trace`, the allocator's history
-    is recorded in the run (bench/allocator.py) and summarized into the result."""
+    is recorded in the run (bench/allocator.py) and summarized into the result; with
+    `events_dir` too, its large-pool history is kept there, one gzipped file per run."""
     name = case.pop("model")
     fmt = case.pop("format", "alpaca")
     label = case.pop("label", "")
@@ -190,6 +192,9 @@ def run_one(case: dict, steps: int, vers: dict, warmup: int = 1, trace: bool = F
         root = Path(__file__).resolve().parent.parent
         env["PYTHONPATH"] = os.pathsep.join([str(root / "bench" / "memtrace"), str(root), env.get("PYTHONPATH", "")])
         env["FTPLAN_MEMTRACE"] = str(trace_path)
+        if events_dir:
+            Path(events_dir).mkdir(parents=True, exist_ok=True)
+            env["FTPLAN_MEMTRACE_EVENTS"] = str(Path(events_dir) / (re.sub(r"[^\w.-]", "-", label or tag) + ".json.gz"))
     t0 = time.time()
     with NvmlPeak() as nv:
         proc = subprocess.Popen(["bash", str(run_dir / "launch.sh")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -240,6 +245,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=1, help="steps not timed (compilation, kernel selection)")
     ap.add_argument("--trace", action="store_true", help="record the allocator's history (bench/allocator.py)")
+    ap.add_argument("--events-dir", help="with --trace: keep each run's large-pool allocator history here")
     ap.add_argument("--budget-s", type=float, default=540, help="stop starting runs after this many seconds")
     args = ap.parse_args()
     t0 = time.time()
@@ -252,7 +258,7 @@ def main() -> None:
                 break
             label = json.dumps(case)
             try:
-                r = run_one(case, args.steps, vers, args.warmup, args.trace)
+                r = run_one(case, args.steps, vers, args.warmup, args.trace, args.events_dir)
             except Exception as e:  # a harness failure is recorded, the matrix goes on
                 r = {"case": label, "harness_error": repr(e)[:500]}
             out.write(json.dumps(r) + "\n")

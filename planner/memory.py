@@ -503,9 +503,12 @@ def allocator_overhead(model: ModelSpec, plan: Plan, at_peak: list[Term]) -> Ter
     The loss frees its fp32 upcast of the logits before backward asks for two fp32 buffers
     of the same size (the log-softmax gradient and its input gradient): the freed block
     holds one of them, the other maps new memory, and the freed bf16 logits beside it are
-    too small to help. That leaves about half an fp32 logits block reserved but unused;
-    the rest of the step's allocations waste a small fraction. Both are read off the H100
-    matrix (bench/results/memory-h100.jsonl: reserved minus allocated)."""
+    too small to help. That leaves half an fp32 logits block reserved but unused, or a whole
+    one when a block the first step leaves behind (the backward thread's cuBLAS workspace,
+    optimizer states) splits the freed region and later steps' logits start above it; the
+    term takes a value between the two (knowledge/memory.toml [overhead]). The rest of the step's
+    allocations waste a small fraction. Read off the H100 matrix (reserved minus allocated)
+    and explained by replaying the allocator's recorded histories (bench/allocator_sim.py)."""
     o = _k("overhead")
     paged = sum(t.bytes for t in at_peak if t.name == "optimizer_states") if plan.optim.startswith("paged") else 0
     allocated = sum(t.bytes for t in at_peak) - paged

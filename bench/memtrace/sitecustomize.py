@@ -6,4 +6,4 @@ import os
 if os.environ.get("FTPLAN_MEMTRACE"):
     from bench import allocator
 
-    allocator.install(os.environ["FTPLAN_MEMTRACE"])
+    allocator.install(os.environ["FTPLAN_MEMTRACE"], os.environ.get("FTPLAN_MEMTRACE_EVENTS"))

@@ -68,3 +68,11 @@ def test_the_large_pools_last_growth_is_the_peak_that_is_explained():
     s = allocator.summarize(t)
     assert s["peak_mapped_bytes"] == 152 * MB and s["large_pool_peak_mapped_bytes"] == 150 * MB
     assert s["growth_trigger"]["bytes"] == 50 * MB
+
+
+def test_large_pool_history_keeps_large_events_in_order_with_labels():
+    ev = trace()["device_traces"][0] + [{"action": "alloc", "addr": 200 * MB, "size": 4096, "frames": []}]
+    kept = allocator.large_events(ev)
+    assert [k[0] for k in kept] == ["segment_map", "alloc", "alloc", "alloc", "free_completed", "segment_map", "alloc",
+                                    "free_completed", "free_completed"]  # free_requested and the 4 KiB block left out
+    assert kept[2][1:3] == [40 * MB, 30 * MB] and kept[2][3].endswith("train.py:300 run_loss")
