@@ -16,11 +16,14 @@ from __future__ import annotations
 import bisect
 import gzip
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.allocator import MAP, SMALL_BLOCK  # noqa: E402
 
 PAGE = 20 * 2**20
 MIN_SPLIT = 512
-SMALL = 2**20  # requests up to 1 MiB are served by the small pool, not simulated
 UNMAPPED = 1 << 60  # what a block that borders unmapped space counts as, for best fit
 
 
@@ -88,11 +91,16 @@ def load(path: Path) -> list[list]:
         return json.load(f)
 
 
+def large_allocations(events: list[list]) -> list[list]:
+    """Allocations and frees of the large pool (requests up to 1 MiB go to the small pool)."""
+    return [e for e in events if e[0] in ("alloc", "free_completed") and e[2] > SMALL_BLOCK]
+
+
 def replay(events: list[list]) -> tuple[Allocator, int]:
     """Run a recorded history through the simulator: (the allocator after it, how many
     allocations landed at another offset from the segment's start than they really did)."""
     sim = Allocator()
-    large = [e for e in events if e[0] in ("alloc", "free_completed") and e[2] > SMALL]
+    large = large_allocations(events)
     base = min(e[1] for e in large if e[0] == "alloc")
     where: dict[int, int] = {}
     moved = 0
@@ -108,12 +116,10 @@ def replay(events: list[list]) -> tuple[Allocator, int]:
 def recorded_peak(events: list[list]) -> int:
     """The large pool's mapped bytes at the end of the run, from its own mapping events (the
     small pool maps 2 MiB pages in a segment of its own)."""
-    return sum(e[2] for e in events if e[0] in ("segment_map", "segment_alloc") and e[2] != 2 * SMALL)
+    return sum(e[2] for e in events if e[0] in MAP and e[2] != 2 * SMALL_BLOCK)
 
 
 if __name__ == "__main__":  # python3 bench/allocator_sim.py bench/results/allocator-events/*.json.gz
-    import sys
-
     for name in sys.argv[1:]:
         ev = load(Path(name))
         sim, moved = replay(ev)

@@ -96,32 +96,35 @@ def _logits(model: ModelSpec, plan: Plan) -> float:
     return float(rows_per_micro_step(plan) * plan.seq_len * model.vocab_size * (2 if plan.task == "dpo" else 1))
 
 
+def layer_passes(plan: Plan, reference: bool = True) -> int:
+    """Passes through a layer per micro-step: forward and backward, the forward again under
+    checkpointing, and DPO's reference forward (`reference`: the adapters sit that one out,
+    the template disables them for it)."""
+    return 2 + (1 if plan.grad_ckpt else 0) + (1 if reference and plan.task == "dpo" else 0)
+
+
 def dequant_bytes(model: ModelSpec, plan: Plan) -> float:
     """QLoRA dequantizes every 4-bit weight to bf16 for each matmul pass that reads it."""
     if plan.method != "qlora":
         return 0.0
-    passes = 2 + (1 if plan.grad_ckpt else 0) + (1 if plan.task == "dpo" else 0)
-    return float(model.linear_params() * passes)
+    return float(model.linear_params() * layer_passes(plan))
 
 
 def dora_bytes(model: ModelSpec, plan: Plan) -> float:
     """DoRA builds each adapted layer's full weight to take its column norms, every forward."""
     if plan.method != "dora":
         return 0.0
-    return float(model.linear_params() * (2 + (1 if plan.grad_ckpt else 0)))  # not in DPO's adapter-free reference
+    return float(model.linear_params() * layer_passes(plan, reference=False))
 
 
 def layer_launches(model: ModelSpec, plan: Plan) -> float:
     """Per-layer fixed cost of compiled layers (one graph's kernels and guards) per micro-step."""
-    passes = 2 + (1 if plan.grad_ckpt else 0) + (1 if plan.task == "dpo" else 0)
-    return float(model.num_layers * passes)
+    return float(model.num_layers * layer_passes(plan))
 
 
 def _module_passes(model: ModelSpec, plan: Plan, modules: list) -> float:
-    """Adapted modules run forward, backward and the recomputation; DPO's reference forward
-    runs with the adapters disabled (the template's reference pass), so it adds none."""
-    passes = 2 + (1 if plan.grad_ckpt else 0)
-    return float(len(modules) * model.num_layers * passes)
+    """Adapted modules run in every pass but DPO's adapter-free reference forward."""
+    return float(len(modules) * model.num_layers * layer_passes(plan, reference=False))
 
 
 def _adapted_modules(model: ModelSpec, plan: Plan) -> list:
@@ -158,8 +161,8 @@ def adapter_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
     from planner.memory import _adapted_widths
 
     ins, outs, _ = _adapted_widths(model, plan)
-    passes = 2 + (1 if plan.grad_ckpt else 0)
-    return float(rows_per_micro_step(plan) * plan.seq_len * (ins + outs) * 2 * model.num_layers * passes)
+    return float(rows_per_micro_step(plan) * plan.seq_len * (ins + outs) * 2 * model.num_layers
+                 * layer_passes(plan, reference=False))
 
 
 def adapter_toggles(model: ModelSpec, plan: Plan) -> float:
@@ -245,8 +248,7 @@ def zero3_module_passes(model: ModelSpec, plan: Plan) -> float:
         return 0.0
     linears = len(model.target_modules("all-linear"))
     adapters = 2 * len(model.target_modules(plan.targets)) if plan.method in ("lora", "qlora", "dora") else 0
-    passes = 2 + (1 if plan.grad_ckpt else 0)
-    return float((model.num_layers * (linears + 2 + adapters) + 3) * passes)
+    return float((model.num_layers * (linears + 2 + adapters) + 3) * layer_passes(plan, reference=False))
 
 
 def deepspeed_master_bytes(model: ModelSpec, plan: Plan) -> float:

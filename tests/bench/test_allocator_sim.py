@@ -37,7 +37,7 @@ def test_the_backward_workspace_outlives_the_step_inside_the_logits_region():
     thread's cuBLAS workspace, allocated once at the first backward matmul, stays where the
     first step's logits were and leaves too little below it for the next step's logits."""
     events = allocator_sim.load(next(p for p in EVENTS if p.name == "events-row3.json.gz"))
-    large = [e for e in events if e[0] in ("alloc", "free_completed") and e[2] > allocator_sim.SMALL]
+    large = allocator_sim.large_allocations(events)
     live = {}
     for action, addr, size, label in large:
         if action == "alloc":
