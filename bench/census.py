@@ -42,9 +42,9 @@ def _model(spec: models.ModelSpec, plan: Plan):
     from bench.archs import hf_config
 
     config = hf_config(spec)
-    from planner.memory import effective_attention
+    from planner import script
 
-    config._attn_implementation = effective_attention(spec, plan)
+    config._attn_implementation = script.attention(spec, plan)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if plan.precision == "bf16" else torch.float32)
     model.config.use_cache = False
@@ -158,9 +158,9 @@ def ops_per_layer(name: str) -> dict:
     n = len(spec.target_modules("all-linear"))
     dora_f, dora_b = layer("dora")
     ia3_f, ia3_b = layer("ia3")
-    from planner.memory import _ia3_modules
+    from planner import script
 
-    n_ia3 = len(_ia3_modules(spec, Plan(model=name, method="ia3")))
+    n_ia3 = len(script.ia3_modules(spec, Plan(model=name, method="ia3")))
     frozen_b = lora_b - n * per_b
     return {"forward": full_f, "backward_trained": full_b, "backward_frozen": round(frozen_b),
             "lora_forward": round(per_f, 2), "lora_backward": round(per_b, 2),

@@ -30,6 +30,7 @@ class DataStats:
     rows: int
     percentiles: dict            # percentile -> tokens
     tokenizer: str               # the tokenizer used, or "approximate (4 chars/token)"
+    tokens: int = 0              # every row's tokens, summed
 
     def recommended_max_length(self) -> int:
         from planner import rules
@@ -42,7 +43,7 @@ class DataStats:
 
     def as_dict(self) -> dict:
         return {"path": self.path, "format": self.format, "task": self.task, "rows": self.rows,
-                "token_percentiles": self.percentiles, "tokenizer": self.tokenizer,
+                "tokens": self.tokens, "token_percentiles": self.percentiles, "tokenizer": self.tokenizer,
                 "recommended_max_length": self.recommended_max_length()}
 
 
@@ -173,4 +174,4 @@ def inspect(path: str, task: str = "sft", data_format: str = "auto", model_path:
     else:
         lengths = [max(1, math.ceil(len(t) / CHARS_PER_TOKEN)) for t in texts]
         name = f"approximate ({CHARS_PER_TOKEN:g} chars/token; no local tokenizer)"
-    return DataStats(str(path), fmt_id, task, len(rows), _percentiles(lengths), name)
+    return DataStats(str(path), fmt_id, task, len(rows), _percentiles(lengths), name, sum(lengths))

@@ -21,6 +21,7 @@ class GpuSpec:
     compute_capability: str = ""
     interconnect_gbs: float = 0.0     # to peers in a node, one direction
     price_per_hour_usd: float = 0.0
+    host_ram_bytes_per_gpu: int = 0   # a node's host RAM over its GPUs; 0: unknown, not checked
     aliases: tuple[str, ...] = ()
     source: str = ""
 
@@ -30,7 +31,7 @@ class GpuSpec:
             "bf16": self.bf16, "bf16_tflops": self.bf16_tflops, "bandwidth_gbs": self.bandwidth_gbs,
             "interconnect_gbs": self.interconnect_gbs,
             "compute_capability": self.compute_capability, "price_per_hour_usd": self.price_per_hour_usd,
-            "source": self.source,
+            "host_ram_gib_per_gpu": round(self.host_ram_bytes_per_gpu / 2**30, 1), "source": self.source,
         }
 
 
@@ -66,7 +67,8 @@ def catalog() -> list[GpuSpec]:
             name=r["name"], memory_bytes=r["memory_mib"] * MIB, bf16=r["bf16"], bf16_tflops=r["bf16_tflops"],
             bandwidth_gbs=r["bandwidth_gbs"], compute_capability=r.get("compute_capability", ""),
             interconnect_gbs=r.get("interconnect_gbs", 0.0),
-            price_per_hour_usd=r.get("price_per_hour_usd", 0.0), aliases=tuple(r.get("aliases", ())),
+            price_per_hour_usd=r.get("price_per_hour_usd", 0.0),
+            host_ram_bytes_per_gpu=int(r.get("host_ram_gib_per_gpu", 0) * 2**30), aliases=tuple(r.get("aliases", ())),
             source=r["source"],
         )
         for r in knowledge.rows("gpus", "gpu")
@@ -142,13 +144,24 @@ def _nvml_reason(e: Exception) -> str:
     return str(e).strip() or type(e).__name__
 
 
-def spec_for_detected(gpu: DetectedGpu) -> GpuSpec:
-    """A detected card as a GpuSpec: its real memory, the catalog's speed figures."""
+def host_ram_bytes() -> int:
+    """This machine's RAM (0 where the OS does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def spec_for_detected(gpu: DetectedGpu, count: int = 1) -> GpuSpec:
+    """A detected card as a GpuSpec: its real memory, the catalog's speed figures, and this
+    machine's RAM shared among its `count` GPUs."""
     base = find(gpu.catalog_name) if gpu.catalog_name else None
     return GpuSpec(
         name=base.name if base else gpu.name, memory_bytes=gpu.total_bytes, bf16=gpu.bf16,
         bf16_tflops=base.bf16_tflops if base else 0.0, bandwidth_gbs=base.bandwidth_gbs if base else 0.0,
         interconnect_gbs=base.interconnect_gbs if base else 0.0,
         compute_capability=gpu.compute_capability, price_per_hour_usd=base.price_per_hour_usd if base else 0.0,
-        source="detected through NVML",
+        host_ram_bytes_per_gpu=host_ram_bytes() // max(1, count), source="detected through NVML",
     )

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner import knowledge, speed
+from planner import knowledge, script
 from planner.hardware import GpuSpec
 from planner.models import ModelSpec, family_table
 from planner.plan import Plan, validate
-
-MAX_SEARCH_BATCH = 4096
-
 
 def _k(section: str) -> dict:
     return knowledge.table("memory")[section]
@@ -85,53 +82,6 @@ class Estimate:
         }
 
 
-# ====================================================================== parameter counts
-def adapter_params(model: ModelSpec, plan: Plan) -> int:
-    """Trainable parameters of a PEFT method.
-
-    LoRA: r x (in + out) per adapted linear (Hu et al. 2021, eq. 3); DoRA adds a magnitude
-    vector of `out` per layer (Liu et al. 2024, eq. 5); prefix tuning learns num_virtual_tokens
-    key and value vectors per layer (Li & Liang 2021; PEFT PrefixEncoder without projection);
-    IA3 learns one vector per adapted layer: its output width, or its input width for
-    feed-forward layers (PEFT IA3Layer)."""
-    if plan.method == "full":
-        return model.total_params()
-    if plan.method == "prefix":
-        return plan.virtual_tokens * model.num_layers * 2 * model.kv_width
-    modules = model.target_modules(plan.targets) if plan.method != "ia3" else _ia3_modules(model, plan)
-    total = 0
-    if plan.method == "ia3":
-        feedforward = set(family_table(model.family).get("ia3_feedforward", ()))
-        for m in modules:
-            fan_in, fan_out, copies = model.module_shape(m)
-            total += (fan_in if m in feedforward else fan_out) * copies
-        return total * model.num_layers
-    for m in modules:
-        fan_in, fan_out, copies = model.module_shape(m)
-        per = plan.rank * (fan_in + fan_out) + (fan_out if plan.method == "dora" else 0)
-        total += per * copies
-    return total * model.num_layers
-
-
-def _ia3_modules(model: ModelSpec, plan: Plan) -> list[str]:
-    if plan.targets in ("all-linear", "attention"):
-        return list(family_table(model.family)["ia3"])
-    return model.target_modules(plan.targets)
-
-
-def _adapted_widths(model: ModelSpec, plan: Plan) -> tuple[int, int, int]:
-    """(sum of input widths, sum of output widths, largest in x out) of the adapted layers in one block."""
-    if plan.method not in ("lora", "qlora", "dora"):
-        return 0, 0, 0
-    ins = outs = largest = 0
-    for m in model.target_modules(plan.targets):
-        fan_in, fan_out, copies = model.module_shape(m)
-        ins += fan_in * copies
-        outs += fan_out * copies
-        largest = max(largest, fan_in * fan_out)
-    return ins, outs, largest
-
-
 # ====================================================================== static terms
 def base_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     """Weights of the base model on one GPU.
@@ -155,12 +105,12 @@ def base_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
         width = dt["bf16"] if plan.precision == "bf16" else dt["fp32"]
         b = total * width
         detail = f"{total:,} params x {width} B ({plan.precision})"
-    if _shards_params(plan):
+    if plan.shards_params:
         if plan.offload == "all":
             block = model.layer_params() * dt["bf16"]
             return 2 * block, f"parameters offloaded to CPU; two gathered blocks of {model.layer_params():,} params x 2 B"
-        b //= shard_count(plan)
-        detail += f" / {shard_count(plan)} GPUs (sharded)"
+        b //= plan.shard_count
+        detail += f" / {plan.shard_count} GPUs (sharded)"
     return b, detail
 
 
@@ -169,27 +119,20 @@ def adapter_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     (get_peft_model(autocast_adapter_dtype=True), the default: ../shared/notes/facts.md)."""
     if plan.method == "full":
         return 0, "full fine-tuning trains the base weights themselves"
-    n = adapter_params(model, plan)
+    n = script.trainable_params(model, plan)
     return n * _k("dtype_bytes")["fp32"], f"{n:,} adapter params x 4 B (fp32)"
-
-
-def _trainable_dtype_bytes(plan: Plan) -> int:
-    dt = _k("dtype_bytes")
-    if plan.method == "full" and plan.precision == "bf16":
-        return dt["bf16"]
-    return dt["fp32"]
 
 
 def gradient_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     """One gradient per trainable parameter in the parameter's dtype (torch autograd).
     ZeRO-2/3 and FSDP keep only this GPU's shard after the reduce-scatter."""
-    n = adapter_params(model, plan)
-    width = _trainable_dtype_bytes(plan)
+    n = script.trainable_params(model, plan)
+    width = script.trainable_dtype_bytes(plan)
     b = n * width
     detail = f"{n:,} trainable x {width} B"
-    if plan.zero >= 2 or plan.engine == "fsdp":
-        b //= shard_count(plan)
-        detail += f" / {shard_count(plan)} GPUs"
+    if plan.shards_gradients:
+        b //= plan.shard_count
+        detail += f" / {plan.shard_count} GPUs"
     return b, detail
 
 
@@ -202,11 +145,11 @@ def optimizer_state_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     8-bit Optimizers; bitsandbytes Optimizer8bit). Under DeepSpeed ZeRO the optimizer also
     holds an fp32 master copy (4 + 8 B per param, ZeRO paper section 3). ZeRO-1+ shards it;
     optimizer offload moves it to host RAM."""
-    n = adapter_params(model, plan)
+    n = script.trainable_params(model, plan)
     opt = _k("optimizer")
     if plan.offload in ("optimizer", "all"):
         return 0, "offloaded to CPU (see host RAM)"
-    if _deepspeed(plan):
+    if plan.uses_deepspeed:
         per = 12.0
         detail = f"{n:,} trainable x 12 B (fp32 master + 2 fp32 states, DeepSpeed)"
     elif plan.optim in ("adamw_8bit", "paged_adamw_8bit"):
@@ -215,13 +158,13 @@ def optimizer_state_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
         if plan.optim.startswith("paged"):
             detail += "; paged states stay resident while the GPU has room"
     else:
-        width = _trainable_dtype_bytes(plan)
+        width = script.trainable_dtype_bytes(plan)
         per = opt["adamw_states"] * width
         detail = f"{n:,} trainable x {opt['adamw_states']} states x {width} B"
     b = int(n * per)
-    if plan.zero >= 1 or plan.engine == "fsdp":
-        b //= shard_count(plan)
-        detail += f" / {shard_count(plan)} GPUs"
+    if plan.shards_optimizer:
+        b //= plan.shard_count
+        detail += f" / {plan.shard_count} GPUs"
     return b, detail
 
 
@@ -230,7 +173,7 @@ def autocast_weight_copy_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     graph keeps that copy until backward (torch.autocast weight cache): 2 B per param."""
     if not (plan.method == "full" and plan.precision == "mixed"):
         return 0, "no fp32 weights to cast"
-    n = model.total_params() // (shard_count(plan) if _shards_params(plan) else 1)
+    n = model.total_params() // (plan.shard_count if plan.shards_params else 1)
     return n * 2, f"{n:,} params x 2 B bf16 copies"
 
 
@@ -240,17 +183,11 @@ def reference_model_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     (Rafailov et al. 2023; TRL DPOTrainer's ref_model)."""
     if plan.task != "dpo" or plan.method != "full":
         return 0, "none" if plan.task != "dpo" else "adapters disabled for the reference pass"
-    n = model.total_params() // (shard_count(plan) if _shards_params(plan) else 1)
+    n = model.total_params() // (plan.shard_count if plan.shards_params else 1)
     return n * 2, f"{n:,} params x 2 B (bf16 reference copy)"
 
 
 # ====================================================================== per-step terms
-def tokens_per_step(plan: Plan) -> int:
-    """Sequences in one forward on one GPU: DPO runs chosen and rejected together."""
-    rows = plan.batch * (2 if plan.task == "dpo" else 1)
-    return rows * (plan.seq_len + (plan.virtual_tokens if plan.method == "prefix" else 0))
-
-
 # Which tensor a linear layer reads: layers of one group read the same tensor.
 INPUT_GROUP = {
     "q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "qkv_proj": "attn_in",
@@ -272,36 +209,12 @@ def _group_width(model: ModelSpec, group: str, inter: int) -> int:
             "mlp_mid": inter}[group]
 
 
-def effective_attention(model: ModelSpec, plan: Plan) -> str:
-    """The attention kernel the script gets: Gemma 2's logit soft-capping has no sdpa path in
-    transformers 5 (Gemma2 raises on sdpa), so its scripts run eager attention."""
-    if plan.attn == "sdpa" and model.family == "gemma" and not model.qk_norm:
-        return "eager"
-    return plan.attn
-
-
-def copies_adapter_inputs(plan: Plan) -> bool:
-    """Whether each LoRA layer makes its own copy of its input: PEFT casts the bf16 input to the
-    fp32 adapter dtype (tuners/lora/layer.py, _cast_input_dtype) unless the script turns the
-    cast off (ours do: autocast casts it straight back), and never on a 4-bit base under
-    autocast (tuners/lora/bnb.py). Compiled layers fuse the cast pair away (8B LoRA b4 on the
-    H100: +2.0 GiB with the cast rather than the +8.2 GiB of separate copies)."""
-    return plan.method in ("lora", "dora") and casts_adapter_inputs(plan) and not speed.compiles(plan)
-
-
-def casts_adapter_inputs(plan: Plan) -> bool:
-    """Whether the script leaves PEFT's input cast on: when the plan asks, and under ZeRO-3,
-    whose own linear function (LinearFunctionForZeroStage3) is not autocast-aware and needs
-    the input in the fp32 adapter dtype (measured on the H100: bf16 != float without it)."""
-    return plan.cast_adapter_inputs or (plan.launcher_engine == "deepspeed" and plan.zero == 3)
-
-
 def layernorm_input_per_hidden(plan: Plan) -> float:
     """What a LayerNorm keeps of its input. CUDA autocast runs layer_norm in fp32 (PyTorch
     AMP op reference: layer_norm autocasts to float32), so each LayerNorm keeps its own fp32
     copy of its bf16 input; a compiled layer fuses the cast and keeps the bf16 input."""
     a = _k("activations")
-    if plan.precision != "fp32" and not speed.compiles(plan):
+    if plan.precision != "fp32" and not script.compiles(plan):
         return a["layernorm_autocast_input_per_hidden"]
     return a["layernorm_input_per_hidden"]
 
@@ -323,12 +236,12 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     h, q, kv = model.hidden_size, model.q_width, model.kv_width
     inter = model.moe_intermediate_size * model.experts_per_token if model.is_moe else model.intermediate_size
     full = plan.method == "full"
-    adapters = plan.method in ("lora", "qlora", "dora")
-    adapted = model.target_modules(plan.targets) if adapters else []
+    adapters = plan.is_low_rank
+    adapted = script.adapted_modules(model, plan) if adapters else []
     modules = _all_linear(model)
 
     table = family_table(model.family)
-    compiled = speed.compiles(plan)
+    compiled = script.compiles(plan)
     rms = a["compiled_rmsnorm_input_per_hidden"] if compiled else a["rmsnorm_input_per_hidden"]
     norm_weight = 0.0
     if full:  # a trainable norm weight keeps the normalised tensor: bf16, or fp32 where the norm computes in fp32
@@ -342,25 +255,25 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     if plan.method != "full" and table.get("fused_qkv_view"):
         # a fused qkv projection split by views: sdpa keeps v, a view, so all of the output stays alive
         b += a["attention_qkv_out"] * (q + kv)
-    if effective_attention(model, plan) == "eager":
+    if script.attention(model, plan) == "eager":
         scores = a["compiled_eager_scores_per_head_position"] if compiled else a["eager_scores_per_head_position"]
         b += scores * model.num_heads * plan.seq_len
 
-    zero3 = plan.launcher_engine == "deepspeed" and plan.zero == 3
+    zero3 = plan.uses_deepspeed and plan.zero == 3
     kept_groups = set()
     if full or zero3:  # ZeRO-3's linear function saves every input, frozen or not
         kept_groups = {INPUT_GROUP[m] for m in modules}
-    elif adapters and not copies_adapter_inputs(plan) and plan.dropout == 0:
+    elif adapters and not script.copies_adapter_inputs(plan) and plan.dropout == 0:
         kept_groups = {INPUT_GROUP[m] for m in adapted}
     elif plan.method == "ia3":
-        feedforward = set(family_table(model.family).get("ia3_feedforward", ()))
-        for m in _ia3_modules(model, plan):
+        feedforward = set(script.ia3_feedforward(model, plan))
+        for m in script.adapted_modules(model, plan):
             fan_in, fan_out, copies = model.module_shape(m)
             if m in feedforward:  # IA3 upcasts the input to its fp32 vector and keeps the fp32 copy
                 b += a["ia3_input_fp32_per_width"] * fan_in * copies
             else:
                 b += a["linear_input_per_width"] * fan_out * copies  # IA3 scales the output and keeps it
-    if effective_attention(model, plan) != "eager" and (compiled or not table.get("fused_qkv_view")):
+    if script.attention(model, plan) != "eager" and (compiled or not table.get("fused_qkv_view")):
         # o_proj reads sdpa's output, which sdpa already keeps. Not after a fused qkv projection
         # (q, k and v are strided views, sdpa's output comes back in another layout and the
         # reshape before o_proj copies it) nor after eager attention (which keeps its
@@ -377,11 +290,11 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     for m in adapted:
         fan_in, fan_out, copies = model.module_shape(m)
         per = a["lora_a_output_fp32_per_rank" if zero3 else "lora_a_output_per_rank"] * plan.rank
-        if copies_adapter_inputs(plan):
+        if script.copies_adapter_inputs(plan):
             per += a["lora_input_copy_fp32_per_width" if zero3 else "lora_input_copy_per_width"] * fan_in
         if plan.dropout > 0:
             per += a["lora_dropout_mask_per_width"] * fan_in
-            if not copies_adapter_inputs(plan):
+            if not script.copies_adapter_inputs(plan):
                 per += a["lora_input_copy_per_width"] * fan_in  # the dropout output is a new bf16 tensor
         if plan.method == "dora":
             per += a["dora_per_out_width"] * fan_out
@@ -390,7 +303,7 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
 
 
 def checkpoint_kept_bytes(model: ModelSpec, plan: Plan) -> int:
-    return int(_k("activations")["checkpoint_per_hidden"] * model.hidden_size * tokens_per_step(plan) * model.num_layers)
+    return int(_k("activations")["checkpoint_per_hidden"] * model.hidden_size * script.tokens_per_micro_step(plan) * model.num_layers)
 
 
 def activation_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
@@ -399,7 +312,7 @@ def activation_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     gradient_checkpointing_enable, one checkpoint per decoder layer; Chen et al. 2016):
     only each layer's bf16 input; the layer recomputed in backward is counted in
     `recomputed_layer`, which comes after the logits are freed."""
-    tokens = tokens_per_step(plan)
+    tokens = script.tokens_per_micro_step(plan)
     final_norm = int(_k("activations")["rmsnorm_input_per_hidden"] * model.hidden_size * tokens)
     if plan.grad_ckpt:
         kept = checkpoint_kept_bytes(model, plan)
@@ -414,7 +327,7 @@ def recomputed_layer_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     tensors kept, while every layer's checkpointed input is still alive (Chen et al. 2016)."""
     if not plan.grad_ckpt:
         return 0, "no checkpointing"
-    per_layer = layer_activation_bytes_per_token(model, plan) * tokens_per_step(plan)
+    per_layer = layer_activation_bytes_per_token(model, plan) * script.tokens_per_micro_step(plan)
     return checkpoint_kept_bytes(model, plan) + per_layer, \
         f"layer inputs + one layer recomputed ({per_layer / 2**20:,.0f} MiB)"
 
@@ -424,7 +337,7 @@ def logits_rows(model: ModelSpec, plan: Plan) -> int:
     `chunk_tokens`. Fused (Liger's fused linear cross-entropy): Liger sizes its chunk so
     that the logits stay about as large as the hidden states: the next power of two of
     tokens / ceil(vocab / hidden) (liger_kernel ops/fused_linear_cross_entropy.py)."""
-    tokens = tokens_per_step(plan)
+    tokens = script.tokens_per_micro_step(plan)
     if plan.loss == "standard":
         return tokens
     if plan.loss == "fused":
@@ -443,7 +356,7 @@ def logits_loss_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     Liger also allocates the hidden states' gradient up front. DPO computes per-token
     log-probs for chosen and rejected rows the same way."""
     loss = _k("loss")
-    tokens = tokens_per_step(plan)
+    tokens = script.tokens_per_micro_step(plan)
     per_logit = loss["dpo_logps_per_logit"] if plan.task == "dpo" else loss["standard_per_logit"]
     rows = logits_rows(model, plan)
     b = int(rows * model.vocab_size * per_logit)
@@ -462,7 +375,7 @@ def transient_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     for its matmul (bitsandbytes MatMul4Bit); DoRA materialises lora_B @ lora_A and the
     combined weight in fp32 to take its column norm (PEFT tuners/lora/dora.py). Only the
     largest layer's copies coexist."""
-    _, _, largest = _adapted_widths(model, plan)
+    _, _, largest = script.adapted_widths(model, plan)
     if not largest and plan.method == "qlora":
         largest = max(model.hidden_size * model.intermediate_size, model.hidden_size * model.q_width)
     b = 0
@@ -482,10 +395,10 @@ def engine_buffer_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     5e8 elements by default, bf16 (DeepSpeed runtime/zero/config.py); our rendered configs
     set knowledge/distributed.toml's bucket_elements each. FSDP prefetches one wrapped block
     ahead (torch FSDP docs)."""
-    if _deepspeed(plan):
+    if plan.uses_deepspeed:
         bucket = knowledge.table("distributed")["deepspeed"]["bucket_elements"]
         elems = bucket * (2 if plan.zero >= 2 else 1)
-        return int(min(elems, adapter_params(model, plan)) * 2), f"DeepSpeed buckets, {bucket:,} elements x 2 B each"
+        return int(min(elems, script.trainable_params(model, plan)) * 2), f"DeepSpeed buckets, {bucket:,} elements x 2 B each"
     if plan.engine == "fsdp":
         return model.layer_params() * 2, "one prefetched block x 2 B"
     return 0, "none"
@@ -543,22 +456,6 @@ LOSS_PHASE = ("activations", "logits_and_loss")
 BACKWARD_PHASE = ("gradients", "recomputed_layer")
 
 
-def _deepspeed(plan: Plan) -> bool:
-    return plan.engine == "deepspeed" or (plan.zero >= 1 and plan.engine != "fsdp")
-
-
-def shard_count(plan: Plan) -> int:
-    """GPUs a sharded state is split over: all of them, or one node's with FSDP hybrid
-    sharding (shard within a node, replicate across nodes; Zhao et al. 2023, PyTorch FSDP)."""
-    if plan.engine == "fsdp" and plan.shard == "hybrid":
-        return plan.gpus
-    return plan.world_size
-
-
-def _shards_params(plan: Plan) -> bool:
-    return plan.zero == 3 or plan.engine == "fsdp"
-
-
 def host_ram_bytes(model: ModelSpec, plan: Plan) -> int:
     """Host RAM of one training process (one per GPU): the process itself (measured), the
     weights while from_pretrained reads them, plus what offload keeps there. DeepSpeed's optimizer offload keeps the fp32 master weights,
@@ -572,10 +469,10 @@ def host_ram_bytes(model: ModelSpec, plan: Plan) -> int:
         b += model.total_params() * (4 if plan.precision != "bf16" else 2)
     if plan.offload == "none":
         return int(b)
-    n = adapter_params(model, plan)
-    shards = shard_count(plan)
+    n = script.trainable_params(model, plan)
+    shards = plan.shard_count
     if plan.engine == "fsdp":
-        width = _trainable_dtype_bytes(plan)
+        width = script.trainable_dtype_bytes(plan)
         params = model.total_params() * (2 if plan.precision == "bf16" or plan.method == "qlora" else 4)
         b += (params + n * (width + _k("optimizer")["adamw_states"] * width)) / shards
         return int(b)
@@ -623,23 +520,9 @@ def total_bytes(model: ModelSpec, plan: Plan) -> int:
     return sum(t.bytes for t in _terms(model, plan)[0] if t.at_peak)
 
 
-def max_micro_batch(model: ModelSpec, plan: Plan, capacity: int) -> int:
-    """The largest micro-batch whose estimate fits `capacity` (0 if even 1 does not)."""
-    if total_bytes(model, plan.with_(batch=1)) > capacity:
-        return 0
-    lo, hi = 1, MAX_SEARCH_BATCH
-    if total_bytes(model, plan.with_(batch=hi)) <= capacity:
-        return hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if total_bytes(model, plan.with_(batch=mid)) <= capacity:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def estimate(model: ModelSpec, plan: Plan, gpu: GpuSpec | None = None) -> Estimate:
+def estimate(model: ModelSpec, plan: Plan, gpu: GpuSpec | None = None, max_micro_batch: int | None = None) -> Estimate:
+    """The estimate of one plan; `max_micro_batch` is the search's answer (planner/search.py),
+    shown beside it."""
     validate(plan, model)
     terms, peak = _terms(model, plan)
     terms = tuple(terms)
@@ -654,8 +537,8 @@ def estimate(model: ModelSpec, plan: Plan, gpu: GpuSpec | None = None) -> Estima
     if model.is_moe:
         assumptions.append("MoE: activations for the experts each token uses; all-linear adapts attention only")
     return Estimate(
-        plan=plan, model=model, terms=terms, gpu=gpu, trainable_params=adapter_params(model, plan),
+        plan=plan, model=model, terms=terms, gpu=gpu, trainable_params=script.trainable_params(model, plan),
         host_ram_bytes=host_ram_bytes(model, plan),
-        max_micro_batch=max_micro_batch(model, plan, gpu.memory_bytes) if gpu else None,
+        max_micro_batch=max_micro_batch,
         assumptions=tuple(assumptions), peak_phase=peak,
     )

@@ -5,21 +5,101 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import asdict, dataclass, fields, replace
+from enum import StrEnum
 from pathlib import Path
 
 from planner.errors import PlanError
 
-METHODS = ("full", "lora", "qlora", "dora", "prefix", "ia3")
-TASKS = ("sft", "dpo")
-PRECISIONS = ("bf16", "mixed", "fp32")
-OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
-LOSSES = ("standard", "chunked", "fused")
-OFFLOADS = ("none", "optimizer", "all")
-DPO_LOSSES = ("sigmoid", "hinge", "ipo")
-REPORT_TO = ("none", "tensorboard", "wandb")
-ENGINES = ("none", "deepspeed", "fsdp")
-SHARDS = ("full", "hybrid")
-FORMATS = ("auto", "alpaca", "sharegpt", "messages", "completion", "preference")
+
+class Method(StrEnum):
+    FULL = "full"
+    LORA = "lora"
+    QLORA = "qlora"
+    DORA = "dora"
+    PREFIX = "prefix"
+    IA3 = "ia3"
+
+
+class Task(StrEnum):
+    SFT = "sft"
+    DPO = "dpo"
+
+
+class Precision(StrEnum):
+    BF16 = "bf16"
+    MIXED = "mixed"
+    FP32 = "fp32"
+
+
+class Optimizer(StrEnum):
+    ADAMW = "adamw"
+    ADAMW_8BIT = "adamw_8bit"
+    PAGED_ADAMW_8BIT = "paged_adamw_8bit"
+
+
+class Loss(StrEnum):
+    STANDARD = "standard"
+    CHUNKED = "chunked"
+    FUSED = "fused"
+
+
+class Offload(StrEnum):
+    NONE = "none"
+    OPTIMIZER = "optimizer"
+    ALL = "all"
+
+
+class Engine(StrEnum):
+    """What the plan asks for; Plan.launcher_engine is what runs the processes."""
+    NONE = "none"
+    DEEPSPEED = "deepspeed"
+    FSDP = "fsdp"
+
+
+class Shard(StrEnum):
+    FULL = "full"
+    HYBRID = "hybrid"
+
+
+class DpoLoss(StrEnum):
+    SIGMOID = "sigmoid"
+    HINGE = "hinge"
+    IPO = "ipo"
+
+
+class ReportTo(StrEnum):
+    NONE = "none"
+    TENSORBOARD = "tensorboard"
+    WANDB = "wandb"
+
+
+class DataFormat(StrEnum):
+    AUTO = "auto"
+    ALPACA = "alpaca"
+    SHAREGPT = "sharegpt"
+    MESSAGES = "messages"
+    COMPLETION = "completion"
+    PREFERENCE = "preference"
+
+
+def values(vocabulary: type[StrEnum]) -> tuple[str, ...]:
+    """A vocabulary's words, for argparse choices and messages."""
+    return tuple(m.value for m in vocabulary)
+
+
+METHODS = values(Method)
+TASKS = values(Task)
+PRECISIONS = values(Precision)
+OPTIMIZERS = values(Optimizer)
+LOSSES = values(Loss)
+OFFLOADS = values(Offload)
+DPO_LOSSES = values(DpoLoss)
+REPORT_TO = values(ReportTo)
+ENGINES = values(Engine)
+SHARDS = values(Shard)
+FORMATS = values(DataFormat)
+# PEFT methods that add low-rank matrices (LoRA's A and B) to linear layers
+LOW_RANK = (Method.LORA, Method.QLORA, Method.DORA)
 
 MAX_SEQ_LEN = 1_048_576
 MAX_BATCH = 65_536
@@ -103,7 +183,42 @@ class Plan:
 
     @property
     def is_peft(self) -> bool:
-        return self.method != "full"
+        return self.method != Method.FULL
+
+    @property
+    def is_low_rank(self) -> bool:
+        """LoRA, QLoRA or DoRA: rank, alpha, dropout and target modules apply."""
+        return self.method in LOW_RANK
+
+    @property
+    def uses_deepspeed(self) -> bool:
+        return self.launcher_engine == "deepspeed"
+
+    @property
+    def shards_params(self) -> bool:
+        """ZeRO-3 and FSDP keep only a shard of the parameters on each GPU."""
+        return (self.uses_deepspeed and self.zero == 3) or self.engine == Engine.FSDP
+
+    @property
+    def shards_gradients(self) -> bool:
+        return (self.uses_deepspeed and self.zero >= 2) or self.engine == Engine.FSDP
+
+    @property
+    def shards_optimizer(self) -> bool:
+        return (self.uses_deepspeed and self.zero >= 1) or self.engine == Engine.FSDP
+
+    @property
+    def shard_count(self) -> int:
+        """GPUs a sharded state is split over: all of them, or one node's with FSDP hybrid
+        sharding (shard within a node, replicate across nodes; Zhao et al. 2023, PyTorch FSDP)."""
+        if self.engine == Engine.FSDP and self.shard == Shard.HYBRID:
+            return self.gpus
+        return self.world_size
+
+    @property
+    def rows_per_micro_step(self) -> int:
+        """Sequences in one forward on one GPU: DPO runs chosen and rejected together."""
+        return self.batch * (2 if self.task == Task.DPO else 1)
 
     @property
     def effective_batch(self) -> int:
@@ -159,7 +274,7 @@ def validate(plan: Plan, model=None) -> Plan:
         if not isinstance(value, int) or not low <= value <= high:
             flag = "--" + name.replace("_", "-")
             raise PlanError(f"{flag} must be a whole number from {low} to {high:,} (got {value})")
-    if plan.method in ("lora", "qlora", "dora"):
+    if plan.is_low_rank:
         if not 1 <= plan.rank <= 4096:
             raise PlanError(f"--rank must be from 1 to 4096 (got {plan.rank})")
         if not 0.0 <= plan.dropout < 1.0:
@@ -191,7 +306,7 @@ def validate(plan: Plan, model=None) -> Plan:
         raise PlanError("QLoRA's 4-bit weights are not sharded by our scripts; run it data parallel: drop --zero/--engine (the adapters are small)")
     if plan.distributed and plan.loss != "standard":
         raise PlanError("the chunked and fused losses call the decoder directly, past the engine's wrapper; use --loss standard on several GPUs or with ZeRO/FSDP")
-    if plan.task == "dpo" and plan.method == "full" and _shards_params_of(plan):
+    if plan.task == "dpo" and plan.method == "full" and plan.shards_params:
         raise PlanError("DPO full fine-tuning keeps an unsharded reference model; with ZeRO-3/FSDP use a PEFT method (the reference is the adapter-free model) or --zero 2")
     if not 0 < plan.learning_rate < 1:
         raise PlanError(f"learning rate must be between 0 and 1 (got {plan.learning_rate})")
@@ -204,12 +319,8 @@ def validate(plan: Plan, model=None) -> Plan:
     return plan
 
 
-def _shards_params_of(plan: Plan) -> bool:
-    return plan.zero == 3 or plan.engine == "fsdp"
-
-
 def _validate_against_model(plan: Plan, model) -> None:
-    if plan.method in ("lora", "qlora", "dora"):
+    if plan.is_low_rank:
         modules = model.target_modules(plan.targets)
         narrowest = min(min(model.module_shape(m)[:2]) for m in modules)
         if plan.rank > narrowest:

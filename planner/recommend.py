@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from planner import knowledge, memory, rules, speed
+from planner import knowledge, memory, rules, script, search, speed
 from planner.errors import PlanError
 from planner.hardware import GpuSpec
 from planner.models import ModelSpec
@@ -16,7 +16,6 @@ from planner.rules import Recommendation
 
 TASK_KINDS = ("classification", "style", "instruction", "chat", "qa", "summarization", "general",
               "reasoning", "code", "domain", "multilingual", "noisy-preferences")
-MAX_GPUS_SEARCHED = 512
 
 
 @dataclass(frozen=True)
@@ -29,17 +28,7 @@ class Advice:
 
     @property
     def summary(self) -> str:
-        """One line: e.g. '70B full fine-tune: 8 x H100-SXM, ZeRO-3 with optimizer offload, 61 GB per GPU'."""
-        p, est = self.plan, self.estimate
-        params = est.model.total_params() / 1e9
-        size = f"{params:.0f}B" if params >= 10 else f"{params:.1f}B"
-        engine = {"none": "one GPU", "ddp": "data parallel", "fsdp": "FSDP"}.get(p.launcher_engine, f"ZeRO-{p.zero}")
-        if p.offload != "none":
-            engine += f" with {'optimizer' if p.offload == 'optimizer' else 'parameter and optimizer'} offload"
-        gpu = est.gpu.name if est.gpu else "GPU"
-        nodes = f" on {p.nodes} nodes" if p.nodes > 1 else ""
-        return (f"{size} {p.method} {p.task.upper()}: {p.world_size} x {gpu}{nodes}, {engine}, "
-                f"{est.total_bytes / 1e9:.0f} GB per GPU{', checkpointing' if p.grad_ckpt else ''}")
+        return one_line(self.estimate)
 
     def as_dict(self) -> dict:
         return {"summary": self.summary, "plan": self.plan.as_dict(), "recommendations": [r.as_dict() for r in self.recommendations],
@@ -47,157 +36,125 @@ class Advice:
                 "speed": self.speed.as_dict() if self.speed else None}
 
 
+def one_line(est: memory.Estimate) -> str:
+    """A plan in one line: e.g. '71B full SFT: 8 x H100-SXM, ZeRO-3 with optimizer offload, 61.2 GiB per GPU'."""
+    p = est.plan
+    params = est.model.total_params() / 1e9
+    size = f"{params:.0f}B" if params >= 10 else f"{params:.1f}B"
+    engine = {"none": "one GPU", "ddp": "data parallel", "fsdp": "FSDP"}.get(p.launcher_engine, f"ZeRO-{p.zero}")
+    if p.offload != "none":
+        engine += f" with {'optimizer' if p.offload == 'optimizer' else 'parameter and optimizer'} offload"
+    gpu = est.gpu.name if est.gpu else "GPU"
+    nodes = f" on {p.nodes} nodes" if p.nodes > 1 else ""
+    extras = (", checkpointing" if p.grad_ckpt else "") + (f", {p.loss} loss" if p.loss != "standard" else "")
+    return (f"{size} {p.method} {p.task.upper()}: {p.world_size} x {gpu}{nodes}, {engine}, "
+            f"{est.total_bytes / 2**30:.1f} GiB per GPU{extras}")
+
+
 def _computed(setting: str, value, detail: str) -> Recommendation:
     rule = next(r for r in knowledge.rows("hyperparams", "rule") if r["sets"] == setting and r.get("computed"))
     return Recommendation(setting, value, rule["id"], f"{rule['why']} ({detail})" if detail else rule["why"], rule["source"])
 
 
-def pow2_floor(n: int) -> int:
-    return 1 << (max(1, n).bit_length() - 1)
-
-
-def fit_batch(model: ModelSpec, plan: Plan, gpu: GpuSpec, per_gpu_target: int) -> tuple[Plan, str] | None:
-    """Micro-batch and checkpointing for `plan` on `gpu`: without checkpointing if any batch
-    fits, else with it. None if batch 1 does not fit either way."""
-    for ckpt in ((False, True) if plan.method != "prefix" else (False,)):
-        # with accumulation the gradients are alive at the loss: search as if there were some
-        trial = plan.with_(grad_ckpt=ckpt, grad_accum=1 if per_gpu_target <= 1 else 2)
-        top = memory.max_micro_batch(model, trial, gpu.memory_bytes)
-        if top >= 1:
-            batch = min(pow2_floor(top), pow2_floor(max(1, per_gpu_target)))
-            return trial.with_(batch=batch), f"largest fit {top}, checkpointing {'on' if ckpt else 'off'}"
-    return None
-
-
-def choose_zero(model: ModelSpec, plan: Plan, gpu: GpuSpec, per_gpu_target: int):
-    """Walk knowledge/distributed.toml's stages in order; the first that fits wins."""
-    for stage in knowledge.rows("distributed", "stage"):
-        if plan.world_size == 1 and stage["zero"] > 0 and stage.get("offload") is None:
-            continue
-        if plan.method == "qlora" and stage["zero"] == 3:
-            continue
-        trial = plan.with_(zero=stage["zero"], offload=stage.get("offload", "none"))
-        fitted = fit_batch(model, trial, gpu, per_gpu_target)
-        if fitted:
-            return stage, fitted
-    return None
-
-
-def fit_on(model: ModelSpec, plan: Plan, gpu: GpuSpec, n: int) -> Plan | None:
-    """The cheapest engine configuration on which the plan fits n GPUs of this type at
-    micro-batch 1: plain data parallel, ZeRO-2, ZeRO-3, then ZeRO-3 with optimizer offload
-    (ZeRO-2 for QLoRA); checkpointing only where it is needed."""
-    for zero, offload in ((0, "none"), (2, "none"), (3, "none"), (3, "optimizer")):
-        if (n == 1 and zero) and offload == "none":
-            continue
-        if plan.method == "qlora" and zero:
-            continue
-        trial = plan.with_(gpus=min(n, 8), nodes=max(1, n // 8), zero=zero, offload=offload, batch=1, engine="none")
-        for ckpt in (False, True):
-            if memory.total_bytes(model, trial.with_(grad_ckpt=ckpt)) <= gpu.memory_bytes:
-                return trial.with_(grad_ckpt=ckpt)
-    return None
-
-
-def fewest_gpus(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> tuple[int, Plan] | None:
-    """The fewest GPUs of this type (powers of two) on which the plan fits at micro-batch 1."""
-    n = 1
-    while n <= MAX_GPUS_SEARCHED:
-        fitted = fit_on(model, plan, gpu, n)
-        if fitted is not None:
-            return n, fitted
-        n *= 2
-    return None
+HYPERPARAMETERS = ("rank", "alpha", "dropout", "learning_rate", "scheduler", "warmup_ratio", "weight_decay",
+                   "max_grad_norm", "epochs", "effective_batch", "dpo_beta", "dpo_loss_type", "optim")
+ADAPTER_ONLY = ("rank", "alpha", "dropout")
 
 
 def recommend(model: ModelSpec, base: Plan, gpu: GpuSpec, examples: int | None = None,
               task_kind: str = "general", method_given: bool = False, max_length: int | None = None,
-              dataset_tokens: int | None = None, price_per_hour: float | None = None) -> Advice:
-    """A complete plan for `model` on `gpu` x base.gpus from the rule tables and the estimate."""
+              dataset_tokens: int | None = None, price_per_hour: float | None = None,
+              given: frozenset[str] = frozenset(), grow: bool = True) -> Advice:
+    """A complete plan for `model` on `gpu` x base.gpus from the rule tables, placed by the one
+    search (planner/search.py). Settings named in `given` (and the method, with
+    `method_given`) are the user's and are kept; the rules fill the rest. Without `grow` the
+    GPU count is the user's: a plan that does not fit there comes back as the nearest
+    configuration, and the changes that fit are the search's fixes."""
     if task_kind not in TASK_KINDS:
         raise PlanError(f"--task-kind {task_kind!r} is not one of {', '.join(TASK_KINDS)}")
     if examples is not None and examples < 1:
         raise PlanError(f"--examples must be at least 1 (got {examples})")
+    if method_given:
+        given = given | {"method"}
     facts = {"task": base.task, "task_kind": task_kind, "family": model.family, "examples": examples,
              "params_b": model.total_params() / 1e9, "method": base.method}
     recs: list[Recommendation] = []
     notes: list[str] = []
-    values: dict = {}
+    values: dict = {k: getattr(base, k) for k in given if k in HYPERPARAMETERS}  # rules may derive from them
 
-    def take(setting: str) -> None:
-        r = rules.evaluate(setting, facts, values)
-        if r is not None:
-            recs.append(r)
-            values[setting] = r.value
-
-    # ---- method: the first method rule (in table order) that fits the hardware
+    # ---- method: the first method rule (in table order) that fits the GPUs at one sequence per GPU
     plan = base
-    if not method_given:
+    if "method" not in given:
         chosen = None
         for row in rules.candidates("method"):
             if not rules.matches(row.get("when", {}), facts):
                 continue
             trial = base.with_(method=row["value"], precision="bf16")
-            if fit_batch(model, trial, gpu, 1) or (base.world_size > 1 and choose_zero(model, trial, gpu, 1)):
+            if search.configure(model, trial, gpu, trial.world_size) is not None:
                 chosen = row
                 break
         if chosen is None:
             chosen = rules.rule("method.qlora")
-            notes.append(f"even QLoRA at batch 1 does not fit one {gpu.name}; see the GPU count below")
+            notes.append(f"even QLoRA at batch 1 does not fit {base.world_size} x {gpu.name}; see the GPU count below")
         plan = plan.with_(method=chosen["value"])
         recs.append(Recommendation("method", chosen["value"], chosen["id"], chosen["why"], chosen["source"]))
     facts["method"] = plan.method
 
-    for setting in ("rank", "alpha", "dropout", "learning_rate", "scheduler", "warmup_ratio", "weight_decay",
-                    "max_grad_norm", "epochs", "effective_batch", "dpo_beta", "dpo_loss_type", "optim"):
-        if setting in ("rank", "alpha", "dropout") and plan.method not in ("lora", "qlora", "dora"):
+    for setting in HYPERPARAMETERS:
+        if setting in given or (setting in ADAPTER_ONLY and not plan.is_low_rank):
             continue
-        take(setting)
-    if max_length:
+        r = rules.evaluate(setting, facts, values)
+        if r is not None:
+            recs.append(r)
+            values[setting] = r.value
+    if max_length and "seq_len" not in given:
         r = rules.rule("max_length.data")
         recs.append(Recommendation("max_length", max_length, r["id"], r["why"], r["source"]))
-    changes = {k: values[k] for k in ("rank", "alpha", "dropout", "learning_rate", "scheduler", "warmup_ratio",
-                                       "weight_decay", "max_grad_norm", "epochs", "dpo_beta", "dpo_loss_type",
-                                       "optim") if k in values}
-    if max_length:
+    changes = {k: v for k, v in values.items() if k != "effective_batch" and k not in given}
+    if max_length and "seq_len" not in given:
         changes["seq_len"] = max_length
-    if "targets" not in changes and plan.method == "ia3":
+    if "targets" not in given and plan.method == "ia3":
         changes["targets"] = "all-linear"
     plan = plan.with_(**changes)
-    if plan.method in ("lora", "qlora", "dora"):
+    if plan.is_low_rank:
         fam = knowledge.rows("targets", "family")
         row = next((f for f in fam if f["name"] == model.family), fam[0])
-        recs.append(Recommendation("targets", ",".join(model.target_modules(plan.targets)), f"targets.{row['name']}",
+        recs.append(Recommendation("targets", ",".join(script.adapted_modules(model, plan)), f"targets.{row['name']}",
                                    f"{plan.targets}: attention and MLP projections give the most capacity per rank",
                                    row["source"]))
 
-    # ---- batch, checkpointing, ZeRO, GPU count from the estimate
-    effective = int(values.get("effective_batch", 32))
-    per_gpu = max(1, effective // plan.world_size)
-    picked = choose_zero(model, plan, gpu, per_gpu)
-    if picked is None:
-        need = fewest_gpus(model, plan, gpu)
-        if need is None:
-            raise PlanError(f"{model.name} does not fit on up to {MAX_GPUS_SEARCHED} x {gpu.name} with this plan; choose a larger GPU or QLoRA")
-        n, plan = need
-        recs.append(_computed("gpus", n, f"{n} x {gpu.name}, ZeRO-{plan.zero}" + (f" + {plan.offload} offload" if plan.offload != "none" else "")))
-        notes.append(f"does not fit on {base.world_size} x {gpu.name}: needs {n}")
-        per_gpu = max(1, effective // plan.world_size)
-        picked = choose_zero(model, plan, gpu, per_gpu)
-        if picked is None:
-            picked = ({"id": "zero.3", "zero": plan.zero, "use_when": "", "source": ""}, (plan, "batch 1"))
-    stage, (plan, detail) = picked
+    # ---- batch, accumulation, checkpointing, loss, ZeRO stage and GPU count: the one search
+    if "batch" in given or "grad_accum" in given:
+        effective = base.batch * base.grad_accum * base.world_size
+    else:
+        effective = int(values.get("effective_batch", 32))
+    placed = search.place(model, plan, gpu, effective, dataset_tokens, price_per_hour, grow)
+    if placed is None and not grow:
+        nearest = search.closest(model, plan, gpu, effective)
+        if nearest is not None:
+            plan = nearest.plan
+            notes.append(f"does not fit on {plan.world_size} x {gpu.name}; the changes below fit")
+            est = memory.estimate(model, plan, gpu, search.max_micro_batch(model, plan, gpu))
+            return Advice(plan, tuple(recs), est, tuple(notes),
+                          speed.estimate(model, plan, gpu, dataset_tokens, None, price_per_hour))
+    if placed is None:
+        raise PlanError(search.why_nowhere(model, plan, gpu))
+    stage, plan = placed.configured.stage, placed.plan
+    if plan.world_size > base.world_size:
+        recs.append(_computed("gpus", plan.world_size, f"{plan.world_size} x {gpu.name}" +
+                              (f" on {plan.nodes} nodes" if plan.nodes > 1 else "")))
+        notes.append(f"does not fit on {base.world_size} x {gpu.name}: needs {placed.fewest}"
+                     + (f" (and {plan.world_size} make the job cheapest)" if plan.world_size > placed.fewest else ""))
     if plan.world_size > 1 or stage["zero"]:
         recs.append(Recommendation("zero", plan.zero, stage["id"], f"first stage that fits: {stage['use_when']}", stage["source"]))
-    accum = max(1, math.ceil(effective / (plan.batch * plan.world_size)))
-    plan = plan.with_(grad_accum=accum)
-    recs.append(_computed("batch", plan.batch, detail))
-    recs.append(_computed("grad_accum", accum, f"{plan.batch} x {accum} x {plan.world_size} GPU(s) = {plan.effective_batch}"))
+    recs.append(_computed("batch", plan.batch, f"per GPU, effective batch {effective}"))
+    recs.append(_computed("grad_accum", plan.grad_accum,
+                          f"{plan.batch} x {plan.grad_accum} x {plan.world_size} GPU(s) = {plan.effective_batch}"))
     recs.append(_computed("grad_ckpt", plan.grad_ckpt, "needed to fit" if plan.grad_ckpt else "fits without it"))
-    if speed.compiles(plan):
+    if plan.loss != base.loss:
+        recs.append(_computed("loss", plan.loss, "needed to fit"))
+    if script.compiles(plan):
         lever = next(r for r in knowledge.rows("speed", "lever") if r["id"] == "speed.compile")
         recs.append(Recommendation("compile", True, lever["id"], lever["why"], lever["source"]))
-    if dataset_tokens is None and examples:
-        dataset_tokens = examples * plan.seq_len  # packed rows: an upper bound
-    timing = speed.estimate(model, plan, gpu, dataset_tokens, None, price_per_hour)
-    return Advice(plan, tuple(recs), memory.estimate(model, plan, gpu), tuple(notes), timing)
+    est = memory.estimate(model, plan, gpu, search.max_micro_batch(model, plan, gpu))
+    return Advice(plan, tuple(recs), est, tuple(notes), placed.speed)

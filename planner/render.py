@@ -11,9 +11,9 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from planner import knowledge, memory, speed
+from planner import knowledge, memory, script, speed
 from planner.errors import RenderError
-from planner.models import ModelSpec, family_table
+from planner.models import ModelSpec
 from planner.plan import Plan, validate
 
 SUPPORTED = {"transformers": ("5.0", "6.0"), "peft": ("0.17", "1.0"), "torch": ("2.4", "3.0"),
@@ -203,18 +203,14 @@ def _total_s(model: ModelSpec, plan: Plan, estimate: memory.Estimate | None, dat
     return sp.total_s if sp else None
 
 
-def render(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, data_path: str, data_format: str,
-           command: str, estimate: memory.Estimate | None = None, recommendations=(), force: bool = False,
-           dataset_tokens: int | None = None) -> RenderResult:
+def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, data_path: str, data_format: str,
+                 command: str, estimate: memory.Estimate | None = None, recommendations=(),
+                 dataset_tokens: int | None = None) -> dict[str, str]:
+    """Every file of the run directory, by name, as text (nothing is written)."""
+    data_abs = str(Path(data_path).resolve())
+    plan = plan.with_(data=data_abs, data_format=data_format)
     validate(plan, model)
-    run_dir = Path(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()) and not force:
-        raise RenderError(f"{run_dir} exists and is not empty; choose another -o or pass --force to overwrite its scripts")
-    if (run_dir / "status.json").exists() and json.loads((run_dir / "status.json").read_text()).get("state") == "running":
-        raise RenderError(f"{run_dir} has a run in progress; wait for it or render elsewhere")
-    fam = family_table(model.family)
-    targets = model.target_modules(plan.targets) if plan.method in ("lora", "qlora", "dora") else (
-        list(fam["ia3"]) if plan.targets in ("all-linear", "attention") else model.target_modules(plan.targets))
+    decided = script.decide(model, plan)
     est_lines, est_total, est_gpu = [], "not estimated (no GPU given)", "-"
     if estimate is not None:
         est_total = f"{estimate.total_bytes / 2**30:.2f} GiB"
@@ -226,40 +222,75 @@ def render(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, data_pa
     rule_lines = [f"{r.setting} = {r.value}  [{r.rule_id}] {r.why} ({r.source})" for r in recommendations] or \
         ["(settings given on the command line; run ftplan recommend for rule-backed values)"]
     ctx = dict(
-        plan=plan, model_path=model_path, data_path=str(Path(data_path).resolve()), data_format=data_format,
+        plan=plan, model_path=model_path, data_path=data_abs, data_format=data_format,
         run_dir=str(run_dir), command=command, estimate_lines=est_lines, estimate_total=est_total,
-        estimate_gpu=est_gpu, rule_lines=rule_lines, target_modules=targets,
-        ia3_feedforward=[m for m in fam.get("ia3_feedforward", ()) if m in targets],
+        estimate_gpu=est_gpu, rule_lines=rule_lines, target_modules=list(decided.adapted_modules),
+        ia3_feedforward=list(decided.ia3_feedforward),
         loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"],
-        attention=memory.effective_attention(model, plan),
-        compiled=speed.compiles(plan), cast_inputs=memory.casts_adapter_inputs(plan), speed_lines=speed_lines(model, plan, estimate),
-        distributed=plan.distributed, engine=plan.launcher_engine, run_dir_abs=str(Path(run_dir).resolve()),
+        attention=decided.attention, compiled=decided.compiled, cast_inputs=decided.cast_adapter_inputs,
+        speed_lines=speed_lines(model, plan, estimate),
+        distributed=plan.distributed, engine=decided.engine, run_dir_abs=str(Path(run_dir).resolve()),
         job_name="".join(c if c.isalnum() or c in "-_." else "-" for c in plan.run_name)[:64] or "ftplan",
         cpus_per_task=max(4, 8 * plan.gpus),
         time_limit=slurm_time_limit(_total_s(model, plan, estimate, dataset_tokens)),
         title=f"{plan.task.upper()} {plan.method} fine-tune of {model.name}",
     )
     env = environment()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in FILES:
-        text = env.get_template(f"{name}.j2").render(**ctx)
-        path = run_dir / name
-        path.write_text(text)
-        if name.endswith((".sh", ".sbatch")):
-            path.chmod(0o755)
-        written.append(path)
-    if plan.launcher_engine == "deepspeed":
-        path = run_dir / "ds_config.json"
-        path.write_text(json.dumps(deepspeed_config(plan), indent=2) + "\n")
-        written.append(path)
+    files = {name: env.get_template(f"{name}.j2").render(**ctx) for name in FILES}
+    if plan.uses_deepspeed:
+        files["ds_config.json"] = json.dumps(deepspeed_config(plan), indent=2) + "\n"
     if plan.distributed:
-        path = run_dir / "accelerate_config.yaml"
-        path.write_text(yaml_text(accelerate_config(plan)))
-        written.append(path)
-    steps = next_steps(plan, run_dir.resolve(), model_path)
-    (run_dir / "plan.toml").write_text(plan_toml(plan, {"model_path": model_path, "data_path": ctx["data_path"],
-                                                        "data_format": data_format, "command": command}))
-    (run_dir / "NEXT_STEPS.txt").write_text(steps + "\n")
-    written += [run_dir / "plan.toml", run_dir / "NEXT_STEPS.txt"]
-    return RenderResult(run_dir, tuple(written), steps)
+        files["accelerate_config.yaml"] = yaml_text(accelerate_config(plan))
+    files["plan.toml"] = plan_toml(plan, {"model_path": model_path, "data_path": data_abs,
+                                          "data_format": data_format, "command": command})
+    files["NEXT_STEPS.txt"] = next_steps(plan, Path(run_dir).resolve(), model_path) + "\n"
+    return files
+
+
+def _write_all(run_dir: Path, files: dict[str, str]) -> None:
+    """Write every file or none: into a new folder beside the run directory, then moved into
+    place (the whole folder when the run directory is new, file by file when it exists)."""
+    import os
+    import shutil
+    import tempfile
+
+    parent = run_dir.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".ftplan-render-", dir=parent))
+    except OSError as e:
+        raise RenderError(f"cannot write in {parent} ({e.strerror or e}); choose another -o") from None
+    try:
+        for name, text in files.items():
+            path = staging / name
+            path.write_text(text, encoding="utf-8")
+            if name.endswith((".sh", ".sbatch")):
+                path.chmod(0o755)
+        if run_dir.exists():
+            for name in files:
+                os.replace(staging / name, run_dir / name)
+            staging.rmdir()
+        else:
+            os.replace(staging, run_dir)
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise RenderError(f"cannot write {run_dir} ({e.strerror or e}); choose another -o") from None
+
+
+def render(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, data_path: str, data_format: str,
+           command: str, estimate: memory.Estimate | None = None, recommendations=(), force: bool = False,
+           dataset_tokens: int | None = None) -> RenderResult:
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RenderError(f"{run_dir} is a file; give -o a directory")
+    if run_dir.exists() and any(run_dir.iterdir()) and not force:
+        raise RenderError(f"{run_dir} exists and is not empty; choose another -o or pass --force to overwrite its scripts")
+    from runner import status
+
+    if status.read(run_dir).get("state") == "running":
+        raise RenderError(f"{run_dir} has a run in progress; wait for it or render elsewhere")
+    files = render_files(plan, model, run_dir, model_path, data_path, data_format, command, estimate,
+                         recommendations, dataset_tokens)
+    _write_all(run_dir, files)
+    written = tuple(run_dir / name for name in files)
+    return RenderResult(run_dir, written, files["NEXT_STEPS.txt"].rstrip("\n"))

@@ -13,29 +13,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from planner import knowledge
+from planner import knowledge, script
 from planner.hardware import GpuSpec
+from planner.memory import layer_activation_bytes_per_token
 from planner.models import ModelSpec
 from planner.plan import Plan
-
-
-def compiles(plan: Plan) -> bool:
-    """Whether the rendered script compiles its decoder layers: the plan asks for it and the
-    method has been measured compiled (knowledge/speed.toml [compile]); DeepSpeed and FSDP
-    wrap the layers themselves and run them eager."""
-    return plan.compile and plan.method in knowledge.table("speed")["compile"]["methods"] and \
-        plan.launcher_engine in ("none", "ddp")
-
-
-def rows_per_micro_step(plan: Plan) -> int:
-    """DPO runs chosen and rejected in one forward: two rows per pair."""
-    return plan.batch * (2 if plan.task == "dpo" else 1)
-
-
-def trainable_params(model: ModelSpec, plan: Plan) -> int:
-    from planner.memory import adapter_params
-
-    return adapter_params(model, plan)
 
 
 def matmul_flops(model: ModelSpec, plan: Plan) -> float:
@@ -44,10 +26,10 @@ def matmul_flops(model: ModelSpec, plan: Plan) -> float:
     weights skip it: 4N + 6N_adapter rather than 6N; ../shared/notes/facts.md, Kaplan et al.
     2020); checkpointing runs the layers' forward again; DPO adds the reference forward; the
     chunked loss recomputes the head in backward."""
-    tokens = rows_per_micro_step(plan) * plan.seq_len
+    tokens = plan.rows_per_micro_step * plan.seq_len
     blocks, head = model.linear_params(), model.vocab_size * model.hidden_size
     trained = blocks + head if plan.method == "full" else 0
-    adapters = trainable_params(model, plan) if plan.method in ("lora", "qlora", "dora") else 0
+    adapters = script.trainable_params(model, plan) if plan.is_low_rank else 0
     per_token = 2 * (blocks + head) + 2 * (blocks + head) + 2 * trained + 6 * adapters
     if plan.grad_ckpt:
         per_token += 2 * blocks
@@ -62,7 +44,7 @@ def attention_flops(model: ModelSpec, plan: Plan) -> float:
     """Causal attention: QK^T and PV are 4 S q FLOPs per token per layer, halved by the causal
     mask; backward is 2.5 times the forward (FlashAttention-2, Dao 2023); checkpointing and the
     DPO reference add forwards."""
-    tokens = rows_per_micro_step(plan) * plan.seq_len
+    tokens = plan.rows_per_micro_step * plan.seq_len
     forward = 2.0 * plan.seq_len * model.q_width * model.num_layers * tokens
     passes = 1 + 2.5 + (1 if plan.grad_ckpt else 0) + (1 if plan.task == "dpo" else 0)
     return forward * passes
@@ -72,10 +54,8 @@ def activation_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
     """Pointwise work (norms, activation functions, residual adds, casts, dropout) reads and
     writes about what a layer saves for backward: the saved-tensor bytes of the memory model
     stand in for it."""
-    from planner.memory import layer_activation_bytes_per_token
-
     passes = 1 + (1 if plan.grad_ckpt else 0) + (0.5 if plan.task == "dpo" else 0)
-    return float(layer_activation_bytes_per_token(model, plan) * rows_per_micro_step(plan) * plan.seq_len
+    return float(layer_activation_bytes_per_token(model, plan) * plan.rows_per_micro_step * plan.seq_len
                  * model.num_layers * passes)
 
 
@@ -93,7 +73,7 @@ def fused_logits_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
 
 def _logits(model: ModelSpec, plan: Plan) -> float:
     """[tokens, vocab] entries of one micro-step (DPO's reference pass reads them again)."""
-    return float(rows_per_micro_step(plan) * plan.seq_len * model.vocab_size * (2 if plan.task == "dpo" else 1))
+    return float(plan.rows_per_micro_step * plan.seq_len * model.vocab_size * (2 if plan.task == "dpo" else 1))
 
 
 def layer_passes(plan: Plan, reference: bool = True) -> int:
@@ -127,14 +107,6 @@ def _module_passes(model: ModelSpec, plan: Plan, modules: list) -> float:
     return float(len(modules) * model.num_layers * layer_passes(plan, reference=False))
 
 
-def _adapted_modules(model: ModelSpec, plan: Plan) -> list:
-    from planner.memory import _ia3_modules
-
-    if plan.method in ("lora", "qlora", "dora"):
-        return model.target_modules(plan.targets)
-    return _ia3_modules(model, plan) if plan.method == "ia3" else []
-
-
 def eager_ops(model: ModelSpec, plan: Plan) -> float:
     """Ops an eager micro-step dispatches (knowledge/speed.toml [ops], counted by
     bench/census.py --ops): each layer's forward (again under checkpointing, and for DPO's
@@ -144,7 +116,7 @@ def eager_ops(model: ModelSpec, plan: Plan) -> float:
     row = ops.get(model.family, ops["llama"])
     adapter = ops["adapter"]
     kind = {"qlora": "lora"}.get(plan.method, plan.method)
-    n = len(_adapted_modules(model, plan))
+    n = len(script.adapted_modules(model, plan))
     forward = row["forward"] + n * adapter.get(f"{kind}_forward", 0)
     backward = row["backward_trained" if plan.method == "full" else "backward_frozen"] + n * adapter.get(f"{kind}_backward", 0)
     per_layer = forward * (2 if plan.grad_ckpt else 1) + backward + (row["forward"] if plan.task == "dpo" else 0)
@@ -158,10 +130,8 @@ def adapter_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
     adapted layer's input and output width per pass. Compilation fuses them into the layer."""
     if plan.method not in ("lora", "qlora", "dora"):
         return 0.0
-    from planner.memory import _adapted_widths
-
-    ins, outs, _ = _adapted_widths(model, plan)
-    return float(rows_per_micro_step(plan) * plan.seq_len * (ins + outs) * 2 * model.num_layers
+    ins, outs, _ = script.adapted_widths(model, plan)
+    return float(plan.rows_per_micro_step * plan.seq_len * (ins + outs) * 2 * model.num_layers
                  * layer_passes(plan, reference=False))
 
 
@@ -170,7 +140,7 @@ def adapter_toggles(model: ModelSpec, plan: Plan) -> float:
     every adapted module and sets requires_grad on its weights): twice per micro-step."""
     if plan.task != "dpo" or plan.method not in ("lora", "qlora", "dora"):
         return 0.0
-    return float(2 * model.num_layers * len(model.target_modules(plan.targets)))
+    return float(2 * model.num_layers * len(script.adapted_modules(model, plan)))
 
 
 def trainable_tensors(model: ModelSpec, plan: Plan) -> float:
@@ -179,7 +149,7 @@ def trainable_tensors(model: ModelSpec, plan: Plan) -> float:
     if plan.method == "full":
         return float(model.num_layers * (len(model.target_modules("all-linear")) + model.norms_per_layer) + 3)
     per_module = {"lora": 2, "qlora": 2, "dora": 3}.get(plan.method, 1)  # A and B, DoRA's magnitude
-    return float(model.num_layers * max(1, len(_adapted_modules(model, plan))) * per_module)
+    return float(model.num_layers * max(1, len(script.adapted_modules(model, plan))) * per_module)
 
 
 def ia3_launches(model: ModelSpec, plan: Plan) -> float:
@@ -187,7 +157,7 @@ def ia3_launches(model: ModelSpec, plan: Plan) -> float:
     per pass, fewer than a LoRA module's (PEFT tuners/ia3/layer.py)."""
     if plan.method != "ia3":
         return 0.0
-    return _module_passes(model, plan, _adapted_modules(model, plan))
+    return _module_passes(model, plan, script.adapted_modules(model, plan))
 
 
 def dora_launches(model: ModelSpec, plan: Plan) -> float:
@@ -196,7 +166,7 @@ def dora_launches(model: ModelSpec, plan: Plan) -> float:
     tuners/lora/dora.py): launch-bound on small models."""
     if plan.method != "dora":
         return 0.0
-    return _module_passes(model, plan, _adapted_modules(model, plan))
+    return _module_passes(model, plan, script.adapted_modules(model, plan))
 
 
 def loss_chunks(model: ModelSpec, plan: Plan) -> float:
@@ -204,7 +174,7 @@ def loss_chunks(model: ModelSpec, plan: Plan) -> float:
     if plan.loss != "chunked":
         return 0.0
     chunk = knowledge.table("memory")["loss"]["chunk_tokens"]
-    return float(math.ceil(rows_per_micro_step(plan) * plan.seq_len / chunk) * (3 if plan.task == "dpo" else 2))
+    return float(math.ceil(plan.rows_per_micro_step * plan.seq_len / chunk) * (3 if plan.task == "dpo" else 2))
 
 
 def communication_bytes(model: ModelSpec, plan: Plan) -> float:
@@ -212,15 +182,13 @@ def communication_bytes(model: ModelSpec, plan: Plan) -> float:
     2 (W-1)/W of the buffer; Patarasuk & Yuan 2009): the gradients once per step (DDP,
     ZeRO-1/2 reduce-scatter + all-gather of the update), and under ZeRO-3/FSDP the
     parameters gathered again in forward and backward of every micro-step."""
-    from planner.memory import _trainable_dtype_bytes, adapter_params, shard_count
-
     w = plan.world_size
     if w == 1:
         return 0.0
     ring = 2 * (w - 1) / w
-    b = ring * adapter_params(model, plan) * _trainable_dtype_bytes(plan)
-    if plan.zero == 3 or plan.engine == "fsdp":
-        gathered = shard_count(plan)
+    b = ring * script.trainable_params(model, plan) * script.trainable_dtype_bytes(plan)
+    if plan.shards_params:
+        gathered = plan.shard_count
         b += plan.grad_accum * 2 * (gathered - 1) / gathered * model.total_params() * 2
     return float(b)
 
@@ -234,20 +202,14 @@ def link_gbs(plan: Plan, gpu: GpuSpec) -> float:
     return intra
 
 
-def _deepspeed(plan: Plan) -> bool:
-    from planner.memory import _deepspeed
-
-    return _deepspeed(plan)
-
-
 def zero3_module_passes(model: ModelSpec, plan: Plan) -> float:
     """DeepSpeed ZeRO-3 hooks every module that holds parameters to gather them before it runs
     and release them after, forward and backward (deepspeed/runtime/zero/parameter_offload.py),
     even on one GPU: the decoder's linear layers, two norms a layer, LoRA's A and B."""
-    if not (_deepspeed(plan) and plan.zero == 3):
+    if not (plan.uses_deepspeed and plan.zero == 3):
         return 0.0
     linears = len(model.target_modules("all-linear"))
-    adapters = 2 * len(model.target_modules(plan.targets)) if plan.method in ("lora", "qlora", "dora") else 0
+    adapters = 2 * len(script.adapted_modules(model, plan)) if plan.is_low_rank else 0
     return float((model.num_layers * (linears + 2 + adapters) + 3) * layer_passes(plan, reference=False))
 
 
@@ -255,16 +217,14 @@ def deepspeed_master_bytes(model: ModelSpec, plan: Plan) -> float:
     """DeepSpeed's bf16 optimizer steps fp32 master weights on the GPU, moving
     knowledge/speed.toml's [deepspeed] master_step_bytes_per_param for each trained parameter
     of the shard; torch's fused AdamW steps the bf16 weights in place."""
-    if not _deepspeed(plan) or plan.offload != "none":
+    if not plan.uses_deepspeed or plan.offload != "none":
         return 0.0
-    from planner.memory import shard_count
-
     per_param = float(knowledge.table("speed")["deepspeed"]["master_step_bytes_per_param"])
-    return per_param * optimizer_params(model, plan) / shard_count(plan)
+    return per_param * optimizer_params(model, plan) / plan.shard_count
 
 
 def optimizer_params(model: ModelSpec, plan: Plan) -> float:
-    return float(trainable_params(model, plan))
+    return float(script.trainable_params(model, plan))
 
 
 @dataclass(frozen=True)
@@ -307,13 +267,11 @@ FEATURES = (
 
 def raw_features(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> dict[str, float]:
     """Each feature's work divided by the GPU's datasheet rate: seconds at 100% efficiency."""
-    from planner.memory import shard_count
-
     flops = gpu.bf16_tflops * 1e12
     bw = gpu.bandwidth_gbs * 1e9
-    compiled = compiles(plan)
+    compiled = script.compiles(plan)
     act = activation_traffic_bytes(model, plan)
-    cpu_params = optimizer_params(model, plan) / shard_count(plan) if plan.offload != "none" else 0.0
+    cpu_params = optimizer_params(model, plan) / plan.shard_count if plan.offload != "none" else 0.0
     accum = plan.grad_accum
     optimizer = optimizer_params(model, plan)
     return {
@@ -335,8 +293,8 @@ def raw_features(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> dict[str, float]
         "dora_launch": accum * dora_launches(model, plan) * 1e-3,
         "loss_chunks": accum * loss_chunks(model, plan) * 1e-3,
         "communication": communication_bytes(model, plan) / (link_gbs(plan, gpu) * 1e9),
-        "cpu_optimizer_deepspeed": cpu_params * 1e-9 if _deepspeed(plan) else 0.0,
-        "cpu_optimizer_torch": 0.0 if _deepspeed(plan) else cpu_params * 1e-9,
+        "cpu_optimizer_deepspeed": cpu_params * 1e-9 if plan.uses_deepspeed else 0.0,
+        "cpu_optimizer_torch": 0.0 if plan.uses_deepspeed else cpu_params * 1e-9,
         "zero3_hooks": accum * zero3_module_passes(model, plan) * 1e-3,
         "deepspeed_master": deepspeed_master_bytes(model, plan) / bw,
         "optimizer_fused": optimizer / bw if plan.optim == "adamw" and plan.offload == "none" else 0.0,
@@ -403,7 +361,7 @@ class SpeedEstimate:
             "gpu_hours": None if self.total_s is None else round(self.total_s / 3600 * self.plan.world_size, 3),
             "price_per_gpu_hour": self.price_per_hour, "cost": None if self.cost is None else round(self.cost, 2),
             "terms": [{"name": t.name, "seconds": round(t.seconds, 5), "detail": t.detail} for t in self.terms],
-            "compiled": compiles(self.plan),
+            "compiled": script.compiles(self.plan),
             "scope": "one GPU's compute; data-parallel communication is not modelled",
         }
 
@@ -436,7 +394,7 @@ def explain(plan: Plan) -> list[str]:
     """The speed choices of a plan's script, each with the measurement behind it: the lines
     the rendered train.py carries in its header."""
     lines = []
-    if compiles(plan):
+    if script.compiles(plan):
         lines.append(f"compiled decoder layers: {_lever('speed.compile')['why']}")
     elif plan.compile:
         lines.append(f"eager: {plan.method} has not been measured compiled yet (knowledge/speed.toml [compile])")
@@ -447,7 +405,7 @@ def explain(plan: Plan) -> list[str]:
                   else "gradient checkpointing off: ") + ckpt)
     if plan.method in ("lora", "dora") and not plan.cast_adapter_inputs:
         lines.append(f"adapter input cast off: {_lever('speed.no-input-cast')['why']}")
-    if plan.method in ("lora", "qlora", "dora"):
+    if plan.is_low_rank:
         d = _lever("speed.dropout-0")
         lines.append(f"lora_dropout {plan.dropout}: " + (d["why"] if plan.dropout == 0 else
                                                          f"regularisation chosen over speed ({d['why']})"))

@@ -36,21 +36,22 @@ GENERIC_OOM = "lower --batch (raise --grad-accum to keep the effective batch), t
 
 def oom_advice(plan_path: Path) -> list[str]:
     """Concrete changes that fit, computed by the estimator for this run's plan and GPU."""
-    from planner import fixes, hardware, models
+    from planner import hardware, models, search
+    from planner.errors import FtplanError
     from planner.plan import Plan
 
     try:
         plan = Plan.load(plan_path)
         model = models.resolve(plan.model)
-    except Exception:
+    except FtplanError:
         return [GENERIC_OOM]
     gpu = hardware.find(plan.gpu) if plan.gpu else None
     if gpu is None:
         det = hardware.detect()
-        gpu = hardware.spec_for_detected(det.gpus[0]) if det.gpus else None
+        gpu = hardware.spec_for_detected(det.gpus[0], len(det.gpus)) if det.gpus else None
     if gpu is None:
         return [GENERIC_OOM]
-    options = [f.describe(gpu) for f in fixes.fitting_changes(model, plan, gpu)]
+    options = [f.describe() for f in search.fixes(model, plan, gpu)]
     return options + ["more GPUs: ftplan recommend --gpus N shows the ZeRO stage and count that fit"]
 
 

@@ -16,12 +16,13 @@ def path(run_dir: Path) -> Path:
 
 def read(run_dir: Path) -> dict:
     p = path(run_dir)
-    if not p.exists():
+    if not p.is_file():
         return {}
     try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON: never trusted
         return {}
+    return data if isinstance(data, dict) else {}
 
 
 def write(run_dir: Path, **fields) -> dict:

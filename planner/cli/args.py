@@ -3,18 +3,44 @@
 from __future__ import annotations
 
 import argparse
+import math
 
-from planner import hardware, models
-from planner.errors import FtplanError, HardwareError
+from planner import models
+from planner.errors import FtplanError
 from planner.plan import DPO_LOSSES, LOSSES, METHODS, OFFLOADS, OPTIMIZERS, PRECISIONS, REPORT_TO, TASKS, Plan
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    return value
+def whole_number(low: int, high: int = 10**9):
+    """An argparse type: a whole number in [low, high], else one line saying the range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use a whole number from {low:,} to {high:,}")
+        return value
+    return parse
+
+
+def number(low: float, high: float = math.inf, low_open: bool = False):
+    """An argparse type: a finite number in [low, high] (or (low, high] with low_open)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
+            lower = f"above {low:g}" if low_open else f"at least {low:g}"
+            upper = "" if high == math.inf else f" and at most {high:g}"
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range: use a finite number {lower}{upper}")
+        return value
+    return parse
+
+
+positive_int = whole_number(1)
+non_negative_float = number(0.0)
+positive_float = number(0.0, low_open=True)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -24,8 +50,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def add_hardware_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu", help="catalog GPU (ftplan gpus); default: the GPU NVML detects")
-    p.add_argument("--gpus", type=_positive_int, help="GPUs per node (default: detected count, or 1)")
-    p.add_argument("--nodes", type=_positive_int, default=1)
+    p.add_argument("--gpus", type=whole_number(1, 1024), help="GPUs per node (default: detected count, or 1)")
+    p.add_argument("--nodes", type=whole_number(1, 4096), default=1)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -33,14 +59,14 @@ def add_plan_args(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     d = Plan(model="")
     g = (lambda v: v) if defaults else (lambda v: None)
     p.add_argument("--method", choices=METHODS, default=g(d.method))
-    p.add_argument("--batch", type=_positive_int, default=g(d.batch), help="micro-batch per GPU (DPO: pairs)")
-    p.add_argument("--seq-len", type=_positive_int, default=g(d.seq_len))
-    p.add_argument("--grad-accum", type=_positive_int, default=g(d.grad_accum))
-    p.add_argument("--rank", type=_positive_int, default=g(d.rank))
-    p.add_argument("--alpha", type=_positive_int, default=None, help="LoRA alpha (default 2 x rank)")
-    p.add_argument("--dropout", type=float, default=g(d.dropout))
+    p.add_argument("--batch", type=whole_number(1, 65_536), default=g(d.batch), help="micro-batch per GPU (DPO: pairs)")
+    p.add_argument("--seq-len", type=whole_number(8, 1_048_576), default=g(d.seq_len))
+    p.add_argument("--grad-accum", type=positive_int, default=g(d.grad_accum))
+    p.add_argument("--rank", type=whole_number(1, 4096), default=g(d.rank))
+    p.add_argument("--alpha", type=positive_int, default=None, help="LoRA alpha (default 2 x rank)")
+    p.add_argument("--dropout", type=number(0.0, 0.99), default=g(d.dropout))
     p.add_argument("--targets", default=g(d.targets), help="attention, all-linear, or a comma list of module names")
-    p.add_argument("--virtual-tokens", type=_positive_int, default=g(d.virtual_tokens))
+    p.add_argument("--virtual-tokens", type=whole_number(1, 4096), default=g(d.virtual_tokens))
     p.add_argument("--precision", choices=PRECISIONS, default=g(d.precision))
     p.add_argument("--optim", choices=OPTIMIZERS, default=g(d.optim))
     ck = p.add_mutually_exclusive_group()
@@ -56,14 +82,14 @@ def add_plan_args(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     p.add_argument("--engine", choices=("none", "deepspeed", "fsdp"), default=g(d.engine))
     p.add_argument("--shard", choices=("full", "hybrid"), default=g(d.shard),
                    help="FSDP: shard over all GPUs, or within a node and replicate across nodes")
-    p.add_argument("--dpo-beta", type=float, default=g(d.dpo_beta))
+    p.add_argument("--dpo-beta", type=positive_float, default=g(d.dpo_beta))
     p.add_argument("--dpo-loss", choices=DPO_LOSSES, default=g(d.dpo_loss_type))
 
 
 def add_speed_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset-tokens", type=_positive_int, help="training tokens per epoch, for total time and cost")
-    p.add_argument("--epochs", type=float, help="epochs for total time and cost (default: the plan's)")
-    p.add_argument("--price", type=float, help="USD per GPU-hour (default: the GPU catalog's on-demand price)")
+    p.add_argument("--dataset-tokens", type=positive_int, help="training tokens per epoch, for total time and cost")
+    p.add_argument("--epochs", type=positive_float, help="epochs for total time and cost (default: the plan's)")
+    p.add_argument("--price", type=non_negative_float, help="USD per GPU-hour (default: the GPU catalog's on-demand price)")
 
 
 def check_speed_args(args) -> None:
@@ -78,30 +104,36 @@ def check_speed_args(args) -> None:
 def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="dataset file (JSON or JSONL)")
     p.add_argument("--data-format", default="auto", choices=("auto", "alpaca", "sharegpt", "messages", "completion", "preference"))
-    p.add_argument("--lr", type=float, dest="learning_rate")
-    p.add_argument("--epochs", type=float)
-    p.add_argument("--max-steps", type=int, default=0)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--eval-fraction", type=float, default=0.05)
-    p.add_argument("--save-steps", type=_positive_int, default=100)
-    p.add_argument("--logging-steps", type=_positive_int, default=1)
+    p.add_argument("--lr", type=number(0.0, 1.0, low_open=True), dest="learning_rate")
+    p.add_argument("--epochs", type=positive_float)
+    p.add_argument("--max-steps", type=whole_number(0), default=0)
+    p.add_argument("--seed", type=whole_number(0, 2**32 - 1), default=42)
+    p.add_argument("--eval-fraction", type=number(0.0, 0.49), default=0.05)
+    p.add_argument("--save-steps", type=positive_int, default=100)
+    p.add_argument("--logging-steps", type=positive_int, default=1)
     p.add_argument("--report-to", choices=REPORT_TO, default="none")
     p.add_argument("--run-name", default="ftplan-run")
     p.add_argument("--no-packing", dest="packing", action="store_false", default=True)
 
 
-def resolve_gpu(args) -> tuple[hardware.GpuSpec | None, int, str]:
-    """(gpu, gpus per node, note). --gpu wins; else NVML; else no GPU (fits unknown)."""
-    given = getattr(args, "gpus", None)
-    if given is not None and given < 1:
-        raise HardwareError(f"--gpus must be at least 1 (got {given}); plan for CPU-only hosts with --gpu NAME --gpus 1")
-    if args.gpu:
-        gpu = hardware.resolve(args.gpu)
-        return gpu, given or 1, ""
-    det = hardware.detect()
-    if det.gpus:
-        return hardware.spec_for_detected(det.gpus[0]), given or len(det.gpus), f"detected {len(det.gpus)} x {det.gpus[0].name}"
-    return None, given or 1, det.problem
+def resolve_gpu(args):
+    """The GPU, GPUs per node and a note, from --gpu/--gpus or NVML (planner/workflow.py)."""
+    from planner import workflow
+
+    hw = workflow.find_hardware(args.gpu, getattr(args, "gpus", None))
+    return hw.gpu, hw.gpus, hw.note
+
+
+PLAN_FLAGS = {"method": "method", "batch": "batch", "seq_len": "seq_len", "grad_accum": "grad_accum", "rank": "rank",
+              "alpha": "alpha", "dropout": "dropout", "targets": "targets", "virtual_tokens": "virtual_tokens",
+              "precision": "precision", "optim": "optim", "grad_ckpt": "grad_ckpt", "loss": "loss",
+              "compile": "compile", "zero": "zero", "offload": "offload", "engine": "engine", "shard": "shard",
+              "dpo_beta": "dpo_beta", "dpo_loss": "dpo_loss_type"}
+
+
+def given_settings(args) -> frozenset[str]:
+    """The plan settings a command line set (parsed with add_plan_args(defaults=False))."""
+    return frozenset(field for flag, field in PLAN_FLAGS.items() if getattr(args, flag, None) is not None)
 
 
 def plan_from_args(args, model: models.ModelSpec, **overrides) -> Plan:

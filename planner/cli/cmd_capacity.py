@@ -1,45 +1,49 @@
-"""ftplan capacity: the fewest GPUs of each catalog type a plan fits on, with time and cost."""
+"""ftplan capacity: for a job, the setup recommend gives on each catalog GPU type (the fewest
+GPUs it fits on, or the cheapest of that count, twice and four times it), with time and cost."""
 
 from __future__ import annotations
 
-from planner import capacity, hardware, models
+from planner import hardware, models, workflow
 from planner.cli import args as A
 from planner.cli import output
 
 
 def add_arguments(p) -> None:
     A.add_model_args(p)
-    A.add_plan_args(p)
+    A.add_plan_args(p, defaults=False)
     p.add_argument("--gpu", help="only this catalog GPU (default: every bf16 card in the catalog)")
-    p.add_argument("--dataset-tokens", type=int, help="training tokens per epoch: rank by the job's cost")
+    p.add_argument("--dataset-tokens", type=A.positive_int, help="training tokens per epoch: rank by the job's cost")
+    p.add_argument("--price", type=A.non_negative_float, help="USD per GPU-hour (default: each GPU's catalog price)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run(args) -> int:
     model = models.resolve(args.model)
-    plan = A.plan_from_args(args, model, batch=1)
-    A.check_speed_args(args)
+    given = A.given_settings(args)
+    plan = A.plan_from_args(args, model)
     gpus = [hardware.resolve(args.gpu)] if args.gpu else None
-    found = capacity.setups(model, plan, gpus, args.dataset_tokens)
+    dataset = workflow.dataset_tokens(plan.seq_len, plan.packing, given=args.dataset_tokens)
+    found = workflow.capacity(model, plan, gpus, dataset, given, args.price)
     if args.json:
         output.print_json({"model": model.name, "method": plan.method, "task": plan.task, "seq_len": plan.seq_len,
-                           "dataset_tokens": args.dataset_tokens, "setups": [s.as_dict() for s in found]})
+                           "dataset_tokens": dataset.tokens, "setups": [s.as_dict() for s in found]})
         return 0
     from rich.table import Table
 
-    by = "the job's cost" if args.dataset_tokens else "price per hour (add --dataset-tokens to rank by the job's cost)"
-    t = Table(title=f"{model.name} {plan.method} {plan.task}, seq {plan.seq_len}: fewest GPUs of each type, by {by}",
-              title_justify="left")
+    by = "the job's cost" if dataset.tokens else "price per hour (add --dataset-tokens to rank by the job's cost)"
+    t = Table(title=f"{output.esc(model.name)} {plan.method} {plan.task}, seq {plan.seq_len}: the setup of each GPU "
+                    f"type, by {by}", title_justify="left")
     for col in ("GPU", "GPUs", "engine", "per GPU", "tokens/s", "$/hour", "time", "cost"):
         t.add_column(col, justify="left" if col in ("GPU", "engine") else "right")
     for s in found:
-        p = s.plan
+        p, sp = s.plan, s.speed
         engine = {"none": "single GPU", "ddp": "DDP"}.get(p.launcher_engine, f"ZeRO-{p.zero}")
         engine += (f" + {p.offload} offload" if p.offload != "none" else "") + (" + ckpt" if p.grad_ckpt else "")
+        engine += f" + {p.loss} loss" if p.loss != "standard" else ""
         t.add_row(s.gpu.name, f"{s.count}", engine, f"{output.gib(s.per_gpu_bytes)} / {output.gib(s.gpu.memory_bytes)}",
-                  f"{s.speed.tokens_per_s:,.0f}", f"{s.price_per_hour:,.2f}",
-                  output.duration(s.speed.total_s) if s.speed.total_s is not None else "-",
-                  f"${s.speed.cost:,.0f}" if s.speed.cost is not None else "-")
+                  f"{sp.tokens_per_s:,.0f}" if sp else "-", f"{s.price_per_hour:,.2f}",
+                  output.duration(sp.total_s) if sp and sp.total_s is not None else "-",
+                  f"${sp.cost:,.0f}" if sp and sp.cost is not None else "-")
     output.console().print(t)
     if not found:
         output.note("no catalog GPU fits this plan within 512 GPUs; try QLoRA or a shorter sequence")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from planner import data, memory, models, render
+from planner.cli import args as A
 from planner.cli import output
 from planner.plan import Plan
 
@@ -22,7 +23,7 @@ DEMO = dict(method="lora", task="sft", batch=8, seq_len=128, rank=8, alpha=16, d
 
 def add_arguments(p) -> None:
     p.add_argument("--dir", default="ftplan-demo", help="where to put the model and the run (a new numbered one if taken)")
-    p.add_argument("--steps", type=int, default=DEMO["max_steps"])
+    p.add_argument("--steps", type=A.whole_number(1, 100_000), default=DEMO["max_steps"])
     p.add_argument("--json", action="store_true", help="print runner events as JSON lines")
 
 

@@ -1,8 +1,9 @@
-"""ftplan estimate: the per-GPU memory breakdown of one plan."""
+"""ftplan estimate: the per-GPU memory breakdown of one plan, its speed, and when it does not
+fit, the changes that do."""
 
 from __future__ import annotations
 
-from planner import memory, models, speed
+from planner import models, workflow
 from planner.cli import args as A
 from planner.cli import output
 
@@ -19,13 +20,11 @@ def run(args) -> int:
     gpu, gpus, note = A.resolve_gpu(args)
     plan = A.plan_from_args(args, model, gpus=gpus, gpu=gpu.name if gpu else "")
     A.check_speed_args(args)
-    est = memory.estimate(model, plan, gpu)
-    timing = speed.estimate(model, plan, gpu, args.dataset_tokens, args.epochs, args.price) if gpu else None
+    dataset = workflow.dataset_tokens(plan.seq_len, plan.packing, given=args.dataset_tokens)
+    report = workflow.estimate(model, plan, gpu, dataset, args.epochs, args.price)
     if args.json:
-        output.print_json({**est.as_dict(), "speed": timing.as_dict() if timing else None})
-    else:
-        output.note(note)
-        output.print_estimate(est)
-        if gpu:
-            output.print_speed(timing)
+        output.print_json(report.as_dict())
+        return 0
+    output.note(note)
+    output.print_report(report)
     return 0

@@ -6,7 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from planner import data, memory, models, render
+from planner import data, models, recommend, render, workflow
 from planner.cli import args as A
 from planner.cli import output
 from planner.errors import FtplanError
@@ -20,16 +20,11 @@ def add_arguments(p) -> None:
     p.add_argument("--model-path", help="local model directory the script loads (default: the --model path or Hub id)")
     p.add_argument("-o", "--output", required=True, help="run directory to write")
     p.add_argument("--force", action="store_true", help="overwrite the scripts in an existing directory")
+    p.add_argument("--allow-oom", action="store_true", help="render a plan that does not fit its GPU by the estimate")
     A.add_plan_args(p)
     A.add_training_args(p)
     A.add_hardware_args(p)
 
-
-
-def default_model_path(model: models.ModelSpec, given: str) -> str:
-    if model.path:
-        return model.path
-    return model.hub_id or given
 
 
 def run(args) -> int:
@@ -47,7 +42,7 @@ def run(args) -> int:
                           max_steps=args.max_steps, seed=args.seed, eval_fraction=args.eval_fraction,
                           save_steps=args.save_steps, logging_steps=args.logging_steps, report_to=args.report_to,
                           run_name=args.run_name, packing=args.packing, data=args.data or "")
-        model_path = args.model_path or default_model_path(model_early, args.model)
+        model_path = args.model_path or workflow.default_model_path(model_early, args.model)
         data_path = args.data
     if not data_path:
         raise FtplanError("render needs a dataset: --data FILE (JSON or JSONL)")
@@ -65,22 +60,33 @@ def run(args) -> int:
             plan = plan.with_(gpus=gpus)
     if gpu is not None:
         plan = plan.with_(gpu=gpu.name)
-    est = memory.estimate(model, plan, gpu)
+    plan = plan.with_(data=str(Path(data_path).resolve()))
+    dataset = workflow.dataset_tokens(plan.seq_len, plan.packing, stats)
+    report = workflow.estimate(model, plan, gpu, dataset)
     command = "ftplan " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    result = render.render(plan, model, Path(args.output), model_path, data_path, stats.format, command,
-                           estimate=est, force=args.force, dataset_tokens=stats.rows * stats.percentiles[50])
+    result = workflow.render_run(report, Path(args.output), model_path, data_path, stats.format, command,
+                                 force=args.force, allow_oom=args.allow_oom)
     for problem in render.check_versions():
         output.note(f"warning: {problem}; the script may need changes")
+    est = report.estimate
+    summary = recommend.one_line(est)
     if args.json:
-        output.print_json({"run_dir": str(result.run_dir), "files": [str(f) for f in result.files],
-                           "data": stats.as_dict(), "estimate_total_bytes": est.total_bytes, "next_steps": result.next_steps})
+        output.print_json({"run_dir": str(result.run_dir), "files": [str(f) for f in result.files], "summary": summary,
+                           "fits": est.fits, "data": stats.as_dict(), "estimate_total_bytes": est.total_bytes,
+                           "dataset": dataset.as_dict(), "next_steps": result.next_steps})
         return 0
     output.note(note)
     c = output.console()
-    c.print(f"wrote {result.run_dir}: {', '.join(f.name for f in result.files)}")
-    c.print(f"data: {stats.rows} rows, {stats.format}; tokens p50 {stats.percentiles[50]}, p99 {stats.percentiles[99]} ({stats.tokenizer})")
-    c.print(f"run it:   ftplan run {shlex.quote(str(result.run_dir))}    (or: bash {shlex.quote(str(result.run_dir / 'launch.sh'))})")
-    c.print(result.next_steps)
+    esc = output.esc
+    c.print(f"[bold]{esc(summary)}[/]")
+    if est.gpu is not None:
+        c.print(output.verdict_line(est) + (" (rendered with --allow-oom)" if not est.fits else ""))
+    c.print(f"wrote {esc(result.run_dir)}: {', '.join(esc(f.name) for f in result.files)}")
+    c.print(f"data: {stats.rows:,} rows, {stats.tokens:,} tokens, {stats.format}; tokens p50 {stats.percentiles[50]}, "
+            f"p99 {stats.percentiles[99]} ({esc(stats.tokenizer)})")
+    c.print(f"run it:   ftplan run {esc(shlex.quote(str(result.run_dir)))}    "
+            f"(or: bash {esc(shlex.quote(str(result.run_dir / 'launch.sh')))})")
+    c.print(esc(result.next_steps))
     return 0
 
 

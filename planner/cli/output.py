@@ -27,12 +27,19 @@ def note(text: str) -> None:
         print(f"ftplan: {text}", file=sys.stderr)
 
 
+def esc(text) -> str:
+    """A user-provided string made safe for Rich markup."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
 def print_estimate(est) -> None:
     from rich.table import Table
 
     c = console()
     p = est.plan
-    title = (f"{est.model.name} · {p.method} · {p.task} · batch {p.batch} x seq {p.seq_len}"
+    title = (f"{esc(est.model.name)} · {p.method} · {p.task} · batch {p.batch} x seq {p.seq_len}"
              f"{' · ckpt' if p.grad_ckpt else ''} · {p.optim} · loss {p.loss}"
              f"{f' · ZeRO-{p.zero}' if p.zero else ''}{f' · {p.world_size} GPUs' if p.world_size > 1 else ''}")
     t = Table(title=title, title_justify="left")
@@ -41,9 +48,9 @@ def print_estimate(est) -> None:
     t.add_column("how")
     for term in est.terms:
         if term.at_peak:
-            t.add_row(term.name, gib(term.bytes), term.detail)
+            t.add_row(term.name, gib(term.bytes), esc(term.detail))
         else:
-            t.add_row(f"[dim]{term.name}[/]", f"[dim]({gib(term.bytes)})[/]", f"[dim]{term.detail}[/]")
+            t.add_row(f"[dim]{term.name}[/]", f"[dim]({gib(term.bytes)})[/]", f"[dim]{esc(term.detail)}[/]")
     t.add_row("[bold]total[/]", f"[bold]{gib(est.total_bytes)}[/]",
               f"peak as nvidia-smi shows it (reserved + context), {est.peak_phase}")
     c.print(t)
@@ -53,29 +60,59 @@ def print_estimate(est) -> None:
     if est.gpu is None:
         c.print("no GPU given or detected: add --gpu NAME to check the fit")
         return
+    c.print(verdict_line(est))
+
+
+def verdict_line(est) -> str:
+    """'H100-SXM (79.65 GiB): fits, headroom 12.00 GiB; largest micro-batch that fits: 8' (markup)."""
     verdict = "[green]fits[/]" if est.fits else "[red]does not fit[/]"
-    c.print(f"{est.gpu.name} ({gib(est.gpu.memory_bytes)}): {verdict}, headroom {gib(est.headroom_bytes)}; "
-            f"largest micro-batch that fits: {est.max_micro_batch}")
+    top = f"; largest micro-batch that fits: {est.max_micro_batch}" if est.max_micro_batch is not None else ""
+    return f"{esc(est.gpu.name)} ({gib(est.gpu.memory_bytes)}): {verdict}, headroom {gib(est.headroom_bytes)}{top}"
 
 
-def print_recommendations(advice) -> None:
+def print_fixes(fixes) -> None:
+    if not fixes:
+        return
+    c = console()
+    c.print("changes that fit:")
+    for i, f in enumerate(fixes, 1):
+        c.print(f"  [{i}] {esc(f.describe())}", markup=True)
+
+
+def print_report(report) -> None:
+    """An estimate, its fixes when it does not fit, and its speed."""
+    print_estimate(report.estimate)
+    if report.estimate.gpu is not None:
+        print_fixes(report.fixes)
+        print_speed(report.speed, report.dataset)
+
+
+def print_recommendations(advice, dataset=None, explain: bool = False) -> None:
+    """The summary, the settings (setting, value, rule; with `explain` also why and source, and
+    the memory terms), the fit verdict and the speed."""
     from rich.table import Table
 
     c = console()
-    c.print(f"[bold]{advice.summary}[/]")
-    t = Table(title=f"Recommended plan for {advice.plan.model}", title_justify="left")
-    for col in ("setting", "value", "rule", "why", "source"):
+    c.print(f"[bold]{esc(advice.summary)}[/]")
+    t = Table(title=f"Recommended plan for {esc(advice.plan.model)}", title_justify="left")
+    cols = ("setting", "value", "rule", "why", "source") if explain else ("setting", "value", "rule")
+    for col in cols:
         t.add_column(col, overflow="fold")
     for r in advice.recommendations:
-        t.add_row(r.setting, str(r.value), r.rule_id, r.why, r.source)
+        row = (r.setting, str(r.value), r.rule_id, r.why, r.source)[:len(cols)]
+        t.add_row(*(esc(v) for v in row))
     c.print(t)
-    for r in advice.recommendations:
-        for a in r.also_considered:
-            c.print(f"[dim]{r.setting}: also considered {a}[/]")
+    if explain:
+        for r in advice.recommendations:
+            for a in r.also_considered:
+                c.print(f"[dim]{r.setting}: also considered {esc(a)}[/]")
     for n in advice.notes:
-        c.print(f"note: {n}")
-    print_estimate(advice.estimate)
-    print_speed(advice.speed)
+        c.print(f"note: {esc(n)}")
+    if explain:
+        print_estimate(advice.estimate)
+    elif advice.estimate.gpu is not None:
+        c.print(verdict_line(advice.estimate) + "  (--explain: the rules' reasons and the memory terms)")
+    print_speed(advice.speed, dataset)
 
 
 def duration(seconds: float) -> str:
@@ -86,19 +123,22 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def print_speed(sp) -> None:
-    """Step time as named terms, then tokens/s, MFU, total time and cost."""
+def print_speed(sp, dataset=None) -> None:
+    """Step time as named terms, then tokens/s, MFU, total time and cost, and what the
+    dataset's size rests on."""
     c = console()
     if sp is None:
         c.print("speed: this GPU has no datasheet figures in the catalog; give --gpu NAME for time and cost")
         return
     parts = ", ".join(f"{t.detail} {t.seconds * 1000:,.0f} ms" for t in sorted(sp.terms, key=lambda t: -t.seconds))
-    c.print(f"speed on {sp.gpu.name}{' (compiled layers)' if sp.as_dict()['compiled'] else ''}: "
+    c.print(f"speed on {esc(sp.gpu.name)}{' (compiled layers)' if sp.as_dict()['compiled'] else ''}: "
             f"{sp.step_s:.3f} s/step = {parts}")
     c.print(f"  {sp.tokens_per_s:,.0f} tokens/s over {sp.plan.world_size} GPU(s), MFU {sp.mfu:.0%} of "
             f"{sp.gpu.bf16_tflops:,.0f} TFLOP/s bf16 (model fitted to H100 runs of our scripts)")
     if sp.total_s is not None:
         c.print(f"  {sp.dataset_tokens:,} tokens x {sp.epochs:g} epochs = {sp.total_steps:,} steps, "
                 f"{duration(sp.total_s)}, ${sp.cost:,.2f} at ${sp.price_per_hour:.2f}/GPU-hour")
+        if dataset is not None:
+            c.print(f"  dataset tokens {esc(dataset.basis)}")
     else:
-        c.print("  add --dataset-tokens N for total time and cost")
+        c.print("  add --dataset-tokens N (or --data FILE) for total time and cost")

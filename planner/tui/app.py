@@ -23,6 +23,14 @@ class FtplanApp(App):
 
         self.push_screen(ChecklistScreen())
 
+    def check_action(self, action: str, parameters) -> bool | None:
+        """q quits, except in a text field, where it is a letter."""
+        from textual.widgets import Input
+
+        if action == "quit" and isinstance(self.focused, Input):
+            return False
+        return True
+
     def action_help(self) -> None:
         screen = self.screen
         self.notify(getattr(screen, "HELP", "Tab moves between fields, Enter activates, Esc goes back, q quits."),

@@ -1,5 +1,5 @@
 """What the wizard has gathered so far: kept on the app, so going back keeps the answers.
-No Textual import: the screens read and write it, the planner computes from it."""
+No Textual import: the screens read and write it, planner/workflow.py computes from it."""
 
 from __future__ import annotations
 
@@ -18,5 +18,15 @@ class WizardState:
     seq_len: int = 2048
     data: str = ""
     examples: int | None = None
-    advice: object = None                              # planner.recommend.Advice
+    recommended: object = None                         # planner.workflow.Recommended
+    report: object = None                              # planner.workflow.Report: the plan as it stands (fixes applied)
     run_dir: str = ""
+
+    @property
+    def advice(self):
+        """The recommendation (its rules) with the plan as it stands."""
+        return None if self.recommended is None else self.recommended.advice
+
+    @property
+    def plan(self):
+        return None if self.report is None else self.report.plan

@@ -1,12 +1,12 @@
-"""Capacity planning: the fewest GPUs of each type, the engine that makes a plan fit, and the
-cheapest catalog setup for a job."""
+"""Capacity planning: on each GPU type, the setup recommend gives for the job (the fewest GPUs
+it fits on, or the cheapest of that count, twice and four times it)."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from planner import capacity, hardware, memory, models, recommend
+from planner import capacity, hardware, memory, models, search
 from planner.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -15,20 +15,24 @@ FULL = Plan(model=L70.name, method="full")
 
 
 def test_each_setup_fits_and_half_as_many_gpus_would_not():
-    for s in capacity.setups(L70, FULL):
+    found = capacity.setups(L70, FULL)
+    assert found
+    for s in found:
         assert s.per_gpu_bytes <= s.gpu.memory_bytes
         assert memory.total_bytes(L70, s.plan) == s.per_gpu_bytes
+        assert search.judge(L70, s.plan, s.gpu).fits
         if s.count > 1:
-            assert recommend.fit_on(L70, FULL, s.gpu, s.count // 2) is None
+            half = search.layout(FULL.with_(gpus=1), s.count // 2)
+            assert search.configure(L70, half, s.gpu, s.plan.effective_batch) is None
 
 
 def test_with_a_dataset_setups_are_cheapest_first_and_may_use_more_gpus_than_the_fewest():
     found = capacity.setups(L70, FULL, dataset_tokens=100_000_000)
     costs = [s.speed.cost for s in found]
     assert costs == sorted(costs) and all(c > 0 for c in costs)
-    for s in found:
-        fewest, _ = recommend.fewest_gpus(L70, FULL, s.gpu)
-        assert s.count in (fewest, 2 * fewest, 4 * fewest)
+    for s in capacity.setups(L70, FULL):
+        wider = next(w for w in found if w.gpu.name == s.gpu.name)
+        assert wider.count in (s.count, 2 * s.count, 4 * s.count)
 
 
 def test_cards_without_bf16_are_not_offered():
@@ -39,6 +43,14 @@ def test_cards_without_bf16_are_not_offered():
 def test_a_plan_that_fits_one_card_needs_one():
     s = capacity.setups(models.resolve("Llama-3.1-8B"), Plan(model="x", method="qlora"), [hardware.resolve("H100-SXM")])
     assert len(s) == 1 and s[0].count == 1 and s[0].plan.launcher_engine == "none"
+
+
+def test_host_ram_rules_out_a_card_whose_node_cannot_load_the_weights():
+    """A 70B full fine-tune loads 140 GB of weights in each process: a 4090 workstation's RAM
+    (knowledge/gpus.toml) cannot hold that, whatever the GPU count."""
+    gpu = hardware.resolve("RTX-4090")
+    assert memory.host_ram_bytes(L70, FULL) > gpu.host_ram_bytes_per_gpu
+    assert capacity.setups(L70, FULL, [gpu]) == []
 
 
 def test_capacity_cli_json():

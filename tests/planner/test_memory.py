@@ -101,9 +101,11 @@ def test_zero_stages_shard_what_they_should():
 
 
 def test_fit_headroom_and_largest_micro_batch():
+    from planner import search
+
     e = est(method="lora", batch=1)
     assert e.fits and e.headroom_bytes == H100.memory_bytes - e.total_bytes
-    top = e.max_micro_batch
+    top = search.max_micro_batch(L8, e.plan, H100)
     assert memory.total_bytes(L8, Plan(model="x", method="lora", batch=top)) <= H100.memory_bytes
     assert memory.total_bytes(L8, Plan(model="x", method="lora", batch=top + 1)) > H100.memory_bytes
     assert not est(model=models.resolve("Llama-3.1-70B"), method="full").fits

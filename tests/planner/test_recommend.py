@@ -1,6 +1,6 @@
 """Recommendations: every value names an existing rule and its source; memory-driven choices."""
 
-from planner import hardware, knowledge, memory, models, recommend
+from planner import hardware, knowledge, memory, models, recommend, search
 from planner.plan import Plan
 
 RULE_IDS = {r["id"] for r in knowledge.rows("hyperparams", "rule")} | \
@@ -55,17 +55,18 @@ def test_large_full_fine_tune_gets_zero_and_offload_on_eight_gpus():
 
 
 def test_fewest_gpus_for_a_plan_that_does_not_fit_one():
-    m = models.resolve("Llama-3.1-70B")
-    n, plan = recommend.fewest_gpus(m, Plan(model="x", method="full"), hardware.resolve("H100-SXM"))
-    assert n > 1 and memory.total_bytes(m, plan) <= hardware.resolve("H100-SXM").memory_bytes
-    smaller = plan.with_(gpus=max(1, n // 2) if n <= 8 else 8, nodes=max(1, n // 16))
-    assert n == 1 or memory.total_bytes(m, smaller) > hardware.resolve("H100-SXM").memory_bytes
+    m, gpu = models.resolve("Llama-3.1-70B"), hardware.resolve("H100-SXM")
+    placed = search.place(m, Plan(model="x", method="full"), gpu, 32)
+    n = placed.count
+    assert n > 1 and search.judge(m, placed.plan, gpu).fits
+    assert search.configure(m, search.layout(Plan(model="x", method="full"), n // 2), gpu, 32) is None
 
 
 def test_summary_names_gpus_engine_and_per_gpu_memory():
     m = models.resolve("Llama-3.1-70B")
     a = recommend.recommend(m, Plan(model="x", method="full", gpus=8), hardware.resolve("H100-SXM"),
                             examples=100_000, method_given=True)
-    assert a.summary.startswith("71B full SFT: 8 x H100-SXM, ZeRO-3")
-    assert f"{a.estimate.total_bytes / 1e9:.0f} GB per GPU" in a.summary
+    assert a.summary.startswith(f"71B full SFT: {a.plan.world_size} x H100-SXM")
+    assert f"ZeRO-{a.plan.zero}" in a.summary
+    assert f"{a.estimate.total_bytes / 2**30:.1f} GiB per GPU" in a.summary
     assert a.as_dict()["summary"] == a.summary

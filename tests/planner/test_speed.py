@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench import fit_speed
-from planner import hardware, models, speed
+from planner import hardware, models, script, speed
 from planner.plan import Plan
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "results"
@@ -108,13 +108,13 @@ TARGETS = {"8b-lora:best": 12_000, "1b-full:best": 55_000, "8b-qlora:best": 6_00
 
 @pytest.mark.parametrize("label,target", TARGETS.items())
 def test_committed_speed_meets_the_issue_targets_at_the_planners_batch(label, target):
-    from planner import recommend
+    from planner import search
 
     run = next(r for r in runs("speed-h100.jsonl") if r["label"] == label)
     assert run["tokens_per_s"] >= target
     plan = Plan(**run["plan"])
-    chosen, _ = recommend.fit_batch(models.resolve(plan.model), plan.with_(batch=1), H100, 64)
-    assert (chosen.batch, chosen.grad_ckpt) == (plan.batch, plan.grad_ckpt)
+    chosen = search.configure(models.resolve(plan.model), plan.with_(batch=1), H100, 64).plan
+    assert (chosen.batch, chosen.grad_ckpt, chosen.loss) == (plan.batch, plan.grad_ckpt, plan.loss)
 
 
 def test_terms_sum_to_the_step_and_total_time_and_cost_follow():
@@ -157,9 +157,9 @@ def test_eager_dispatch_counts_each_familys_ops_and_the_extra_passes():
 
 
 def test_unmeasured_methods_are_not_compiled():
-    assert speed.compiles(Plan(model="x", method="lora"))
-    assert not speed.compiles(Plan(model="x", method="prefix"))
-    assert not speed.compiles(Plan(model="x", method="lora", compile=False))
+    assert script.compiles(Plan(model="x", method="lora"))
+    assert not script.compiles(Plan(model="x", method="prefix"))
+    assert not script.compiles(Plan(model="x", method="lora", compile=False))
 
 
 def test_communication_grows_with_sharding_and_across_nodes():

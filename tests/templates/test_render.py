@@ -43,7 +43,8 @@ def test_every_combination_renders_and_parses(tmp_path, model, method, task):
 def test_plan_toml_round_trips(tmp_path):
     plan = Plan(model="Qwen2.5-0.5B", method="dora", rank=8, alpha=16, batch=3, seq_len=700, learning_rate=1e-4)
     run_dir = _render(tmp_path, plan).run_dir
-    assert Plan.load(run_dir / "plan.toml") == plan
+    data = str(Path(__file__).resolve().parents[2] / "runner/data/instructions.jsonl")
+    assert Plan.load(run_dir / "plan.toml") == plan.with_(data=data, data_format="alpaca")
 
 
 HOSTILE = 'x"; import os; os.system("touch /tmp/pwned") #\n\'\'\' {{ 7*7 }} $(touch /tmp/pwned) `id` \\ \x7f'

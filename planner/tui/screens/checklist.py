@@ -16,10 +16,10 @@ class ChecklistScreen(WizardScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("1 · Should you fine-tune?", classes="title")
+        yield Static(id="verdict")  # above the list, so it shows without scrolling at 80 x 24
         with VerticalScroll():
             for q in advisor.questions():
                 yield Checkbox(q["text"], value=self.state.answers.get(q["id"], False), id=f"q-{q['id']}")
-            yield Static(id="verdict")
         with Horizontal(classes="buttons"):
             yield Button("Next: hardware", id="next", variant="primary")
         yield Footer()
@@ -34,7 +34,7 @@ class ChecklistScreen(WizardScreen):
     def _update(self) -> None:
         answers = {q["id"]: self.state.answers.get(q["id"], False) for q in advisor.questions()}
         v = advisor.verdict(answers)
-        text = f"[b]Verdict: {v.name}[/b]\n" + "\n".join(f"· {r}" for r in v.reasons)
+        text = f"[b]Verdict: {v.name}[/b] · " + "; ".join(v.reasons)
         if v.instead:
             text += f"\n[i]Instead:[/i] {v.instead}"
         self.query_one("#verdict", Static).update(text)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
@@ -40,30 +43,53 @@ class ModelScreen(WizardScreen):
         yield self.nav_buttons("Next: plan")
         yield Footer()
 
+    def on_mount(self) -> None:
+        self._report_data(self.state.data, set_length=False)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """The data report as soon as the field names a file; its recommended length becomes the
+        sequence length."""
+        if event.input.id == "data":
+            self._report_data(event.value, set_length=True)
+
+    def _report_data(self, path: str, set_length: bool) -> None:
+        path = path.strip()
+        report = self.query_one("#data-report", Static)
+        if not path or not Path(path).expanduser().is_file():
+            report.update("")
+            return
+        try:
+            stats = data.inspect(path, task=self.query_one("#task", Select).value)
+        except FtplanError as e:
+            report.update(escape(f"{path}: {e}"))
+            return
+        length = stats.recommended_max_length()
+        if set_length:
+            self.query_one("#seq_len", Input).value = str(length)
+        report.update(escape(f"{stats.rows:,} rows, {stats.tokens:,} tokens, {stats.format}; tokens p50 "
+                             f"{stats.percentiles[50]}, p99 {stats.percentiles[99]} ({stats.tokenizer}); "
+                             f"sequence length {length} (rule max_length.data)"))
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "back":
             self.action_back()
             return
         s = self.state
         try:
-            s.model = self.query_one("#model", Input).value.strip()
-            models.resolve(s.model)
-            s.task = self.query_one("#task", Select).value
-            s.method = self.query_one("#method", Select).value
+            model = self.query_one("#model", Input).value.strip()
+            models.resolve(model)
             seq = self.query_one("#seq_len", Input).value.strip()
             if not seq.isdigit() or not 8 <= int(seq) <= 1_048_576:
                 raise FtplanError("sequence length must be a whole number from 8 to 1,048,576")
-            s.seq_len = int(seq)
-            s.data = self.query_one("#data", Input).value.strip()
-            s.examples = None
-            if s.data:
-                stats = data.inspect(s.data, task=s.task)
-                s.examples = stats.rows
-                self.query_one("#data-report", Static).update(
-                    f"{stats.rows} rows, {stats.format}; tokens p50 {stats.percentiles[50]}, p99 {stats.percentiles[99]} ({stats.tokenizer})")
+            path = self.query_one("#data", Input).value.strip()
+            task = self.query_one("#task", Select).value
+            if path:
+                data.inspect(path, task=task)
         except FtplanError as e:
             self.app.show_error(str(e))
             return
+        s.model, s.task, s.method, s.seq_len, s.data = model, task, self.query_one("#method", Select).value, int(seq), path
+        s.examples = None
         from planner.tui.screens.plan import PlanScreen
 
         self.app.push_screen(PlanScreen())

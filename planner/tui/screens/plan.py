@@ -4,11 +4,12 @@ their rules."""
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Button, DataTable, Footer, Header, Static
 
-from planner import fixes, hardware, memory, models, recommend, speed
+from planner import hardware, memory, models, recommend, speed, workflow
 from planner.errors import FtplanError
 from planner.plan import Plan
 from planner.tui.screens.base import WizardScreen
@@ -26,7 +27,7 @@ def memory_bar(est: memory.Estimate, width: int = BAR_WIDTH) -> str:
         cells = round(term.bytes / scale * width)
         used += cells
         bar += f"[{colour}]{'█' * cells}[/]"
-        legend.append(f"[{colour}]■[/] {term.name} {term.bytes / 2**30:.2f}")
+        legend.append(f"[{colour}]■[/] {term.name} {term.bytes / 2**30:.2f} GiB")
     bar += f"[dim]{'░' * max(0, width - used)}[/]"  # the card's free memory
     return bar + "\n" + "  ".join(legend)
 
@@ -44,9 +45,8 @@ def speed_line(sp: speed.SpeedEstimate | None) -> str:
 
 
 class PlanScreen(WizardScreen):
-    HELP = "The estimate is per GPU, as nvidia-smi shows it. Keys 1-3 apply a change that makes the plan fit."
-    BINDINGS = [Binding("1", "fix(0)", "fix 1", show=False), Binding("2", "fix(1)", "fix 2", show=False),
-                Binding("3", "fix(2)", "fix 3", show=False)]
+    HELP = "The estimate is per GPU, as nvidia-smi shows it. Keys 1-4 apply a change that makes the plan fit."
+    BINDINGS = [Binding(str(i + 1), f"fix({i})", f"fix {i + 1}", show=False) for i in range(4)]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -66,47 +66,49 @@ class PlanScreen(WizardScreen):
             model = models.resolve(s.model)
             gpu = hardware.resolve(s.gpu)
             base = Plan(model=s.model, task=s.task, method=s.method if s.method != "auto" else "lora",
-                        seq_len=s.seq_len, gpus=s.gpus, nodes=s.nodes, gpu=gpu.name, data=s.data)
-            s.advice = recommend.recommend(model, base, gpu, examples=s.examples, method_given=s.method != "auto",
-                                           dataset_tokens=self._dataset_tokens())
+                        seq_len=s.seq_len, gpus=s.gpus, nodes=s.nodes, gpu=gpu.name)
+            given = frozenset({"seq_len"} | ({"method"} if s.method != "auto" else set()))
+            s.recommended = workflow.recommend_plan(model, base, gpu, data_path=s.data or None, examples=s.examples,
+                                                    given=given, grow=False)
+            s.report = s.recommended.report
         except FtplanError as e:
             self.app.show_error(str(e))
             return
-        self._show(s.advice.estimate)
+        self._show()
 
-    def _dataset_tokens(self) -> int | None:
-        s = self.state
-        return s.examples * s.seq_len if s.examples else None  # packed rows: an upper bound
-
-    def _show(self, est: memory.Estimate) -> None:
+    def _show(self) -> None:
+        report = self.state.report
+        est = report.estimate
         self.query_one("#memory-bar", Static).update(memory_bar(est))
         verdict = "[green]fits[/]" if est.fits else "[red]does not fit[/]"
-        text = (f"{est.total_bytes / 2**30:.2f} GiB of {est.gpu.memory_bytes / 2**30:.2f} GiB per {est.gpu.name}: {verdict}, "
-                f"headroom {est.headroom_bytes / 2**30:.2f} GiB; largest micro-batch {est.max_micro_batch}")
-        self._fixes = [] if est.fits else fixes.fitting_changes(est.model, est.plan, est.gpu)
-        for i, f in enumerate(self._fixes):
-            text += f"\n  [{i + 1}] {f.describe(est.gpu)}"
+        text = (f"{escape(recommend.one_line(est))}\n{est.total_bytes / 2**30:.2f} GiB of {est.gpu.memory_bytes / 2**30:.2f} GiB "
+                f"per {est.gpu.name}: {verdict}, headroom {est.headroom_bytes / 2**30:.2f} GiB")
+        for n in self.state.advice.notes:
+            text += f"\n{escape(n)}"
+        for i, f in enumerate(report.fixes):
+            text += f"\n  {escape(f'[{i + 1}]')} {escape(f.describe())}"
         self.query_one("#fits", Static).update(text)
-        self.query_one("#speed", Static).update(speed_line(self.state.advice.speed))
+        self.query_one("#speed", Static).update(speed_line(report.speed))
         table = self.query_one("#recs", DataTable)
         table.clear()
         for r in self.state.advice.recommendations:
             table.add_row(r.setting, str(r.value), r.rule_id, r.why, r.source)
 
     def action_fix(self, index: int) -> None:
-        if index >= len(getattr(self, "_fixes", [])):
+        report = self.state.report
+        if report is None or index >= len(report.fixes):
             return
-        fix = self._fixes[index]
-        advice = self.state.advice
-        est = memory.estimate(advice.estimate.model, fix.plan, advice.estimate.gpu)
-        timing = speed.estimate(est.model, fix.plan, est.gpu, self._dataset_tokens())
-        self.state.advice = recommend.Advice(fix.plan, advice.recommendations, est, advice.notes, timing)
-        self._show(est)
+        try:
+            self.state.report = workflow.apply_fix(report, index)
+        except FtplanError as e:
+            self.app.show_error(str(e))
+            return
+        self._show()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "back":
             self.action_back()
-        elif self.state.advice is not None:
+        elif self.state.report is not None:
             from planner.tui.screens.script import ScriptScreen
 
             self.app.push_screen(ScriptScreen())

@@ -3,8 +3,6 @@ stop (checkpoint) and resume; the runner's summary and diagnosis at the end."""
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 from textual import work
@@ -83,13 +81,9 @@ class RunScreen(WizardScreen):
         if event.button.id == "back":
             self.action_back()
         elif event.button.id == "stop":
-            from runner import status
+            from planner import workflow
 
-            pid = status.read(Path(self.state.run_dir)).get("pid")
-            if pid:
-                try:
-                    os.killpg(int(pid), signal.SIGINT)  # the script checkpoints and exits 130
-                except ProcessLookupError:
-                    pass
+            if not workflow.stop_run(Path(self.state.run_dir)):
+                self.app.show_error("no run is alive in this directory")
         elif event.button.id == "resume":
             self.start(resume=True)

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
-from planner import models, render
+from planner import models, workflow
 from planner.errors import FtplanError
 from planner.tui.screens.base import WizardScreen
 
@@ -21,12 +21,11 @@ class ScriptScreen(WizardScreen):
 
     def compose(self) -> ComposeResult:
         s = self.state
-        default = s.run_dir or f"runs/{Path(s.model).name}-{s.advice.plan.method}-{s.task}"
         yield Header()
         yield Static("5 · Script", classes="title")
         with Horizontal(classes="row"):
             yield Label("Run directory")
-            yield Input(default, id="dir")
+            yield Input(workflow.default_run_dir(s.model, s.plan), id="dir")
         with VerticalScroll(id="script"):
             yield Static(id="code")
         yield Static("", id="launch", classes="hint")
@@ -37,51 +36,48 @@ class ScriptScreen(WizardScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self._write_run(preview=True)
-
-    def _data(self) -> tuple[str, str]:
-        s = self.state
-        if s.data:
-            from planner import data
-
-            return s.data, data.inspect(s.data, task=s.task).format
-        sample = SAMPLES / ("preferences.jsonl" if s.task == "dpo" else "instructions.jsonl")
-        return str(sample), "preference" if s.task == "dpo" else "alpaca"
-
-    def _write_run(self, preview: bool) -> Path | None:
-        s = self.state
-        plan = s.advice.plan
-        target = Path(self.query_one("#dir", Input).value.strip() or "run")
-        out = Path("/tmp") / f"ftplan-preview-{id(self)}" if preview else target
         try:
-            spec = models.resolve(plan.model)
-            data_path, fmt = self._data()
-            model_path = spec.path or spec.hub_id or plan.model
-            result = render.render(plan.with_(data=data_path, data_format=fmt), spec, out, model_path, data_path, fmt,
-                                   command="ftplan (wizard)", estimate=s.advice.estimate,
-                                   recommendations=s.advice.recommendations, force=preview)
+            code = workflow.preview(self.state.report, *self._paths(), self.state.advice.recommendations)
         except FtplanError as e:
             self.app.show_error(str(e))
-            return None
-        code = (out / "train.py").read_text()
+            return
         self.query_one("#code", Static).update(Syntax(code, "python", line_numbers=True, word_wrap=False))
-        note = "" if s.data else "  (no dataset given: the shipped sample data stands in)"
+        self._show_launch(Path(self.query_one("#dir", Input).value.strip() or "run"))
+
+    def _paths(self) -> tuple[str, str, str]:
+        """(model path, data path, data format): the wizard's dataset, or the shipped sample."""
+        s = self.state
+        spec = models.resolve(s.model)
+        model_path = workflow.default_model_path(spec, s.model)
+        data = s.recommended.data
+        if data is not None:
+            return model_path, s.data, data.format
+        sample = SAMPLES / ("preferences.jsonl" if s.task == "dpo" else "instructions.jsonl")
+        return model_path, str(sample), "preference" if s.task == "dpo" else "alpaca"
+
+    def _show_launch(self, target: Path) -> None:
+        plan = self.state.plan
+        note = "" if self.state.data else "  (no dataset given: the shipped sample data stands in)"
         if plan.nodes > 1:  # one launch.sh per node: SLURM starts them
             launch = f"submit: ftplan submit {target}   (or run launch.sh on each of the {plan.nodes} nodes)"
         else:
             launch = f"launch: bash {target / 'launch.sh'}   or: ftplan run {target}"
         self.query_one("#launch", Static).update(launch + note)
-        return None if preview else result.run_dir
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "back":
             self.action_back()
             return
-        run_dir = self._write_run(preview=False)
-        if run_dir is None:
+        target = Path(self.query_one("#dir", Input).value.strip() or "run")
+        try:
+            result = workflow.render_run(self.state.report, target, *self._paths(), command="ftplan (wizard)",
+                                         recommendations=self.state.advice.recommendations, allow_oom=False)
+        except FtplanError as e:
+            self.app.show_error(str(e))
             return
-        self.state.run_dir = str(run_dir)
-        self.app.notify(f"saved {run_dir}")
+        self.state.run_dir = str(result.run_dir)
+        self._show_launch(target)
+        self.app.notify(f"saved {result.run_dir}")
         if event.button.id == "run":
             from planner.tui.screens.run import RunScreen
 

@@ -1,0 +1,145 @@
+"""What the rendered script does with a plan: compiled or eager, which attention kernel,
+whether PEFT casts each adapter's input, which modules are adapted and how wide they are,
+how many trainable parameters there are. Memory, speed and render all read these decisions
+from here, so the estimate describes the program the template writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner import knowledge
+from planner.models import ModelSpec, family_table
+from planner.plan import Method, Plan
+
+
+def compiles(plan: Plan) -> bool:
+    """Whether the rendered script compiles its decoder layers: the plan asks for it and the
+    method has been measured compiled (knowledge/speed.toml [compile]); DeepSpeed and FSDP
+    wrap the layers themselves and run them eager."""
+    return plan.compile and plan.method in knowledge.table("speed")["compile"]["methods"] and \
+        plan.launcher_engine in ("none", "ddp")
+
+
+def attention(model: ModelSpec, plan: Plan) -> str:
+    """The attention kernel the script gets: Gemma 2's logit soft-capping has no sdpa path in
+    transformers 5 (Gemma2 raises on sdpa), so its scripts run eager attention."""
+    if plan.attn == "sdpa" and model.family == "gemma" and not model.qk_norm:
+        return "eager"
+    return plan.attn
+
+
+def casts_adapter_inputs(plan: Plan) -> bool:
+    """Whether the script leaves PEFT's input cast on: when the plan asks, and under ZeRO-3,
+    whose own linear function (LinearFunctionForZeroStage3) is not autocast-aware and needs
+    the input in the fp32 adapter dtype (measured on the H100: bf16 != float without it)."""
+    return plan.cast_adapter_inputs or (plan.uses_deepspeed and plan.zero == 3)
+
+
+def copies_adapter_inputs(plan: Plan) -> bool:
+    """Whether each LoRA layer makes its own copy of its input: PEFT casts the bf16 input to the
+    fp32 adapter dtype (tuners/lora/layer.py, _cast_input_dtype) unless the script turns the
+    cast off (ours do: autocast casts it straight back), and never on a 4-bit base under
+    autocast (tuners/lora/bnb.py). Compiled layers fuse the cast pair away (8B LoRA b4 on the
+    H100: +2.0 GiB with the cast rather than the +8.2 GiB of separate copies)."""
+    return plan.method in (Method.LORA, Method.DORA) and casts_adapter_inputs(plan) and not compiles(plan)
+
+
+def ia3_modules(model: ModelSpec, plan: Plan) -> list[str]:
+    """IA3's modules: the family's key, value and feed-forward layers (PEFT's IA3 defaults),
+    or the modules the plan names."""
+    if plan.targets in ("all-linear", "attention"):
+        return list(family_table(model.family)["ia3"])
+    return model.target_modules(plan.targets)
+
+
+def ia3_feedforward(model: ModelSpec, plan: Plan) -> list[str]:
+    """IA3 modules that scale their input (feed-forward layers) rather than their output."""
+    modules = ia3_modules(model, plan)
+    return [m for m in family_table(model.family).get("ia3_feedforward", ()) if m in modules]
+
+
+def adapted_modules(model: ModelSpec, plan: Plan) -> list[str]:
+    """The modules of one decoder block that carry an adapter (none for full and prefix)."""
+    if plan.is_low_rank:
+        return model.target_modules(plan.targets)
+    return ia3_modules(model, plan) if plan.method == Method.IA3 else []
+
+
+def adapted_widths(model: ModelSpec, plan: Plan) -> tuple[int, int, int]:
+    """(sum of input widths, sum of output widths, largest in x out) of the low-rank adapted
+    layers in one block."""
+    if not plan.is_low_rank:
+        return 0, 0, 0
+    ins = outs = largest = 0
+    for m in adapted_modules(model, plan):
+        fan_in, fan_out, copies = model.module_shape(m)
+        ins += fan_in * copies
+        outs += fan_out * copies
+        largest = max(largest, fan_in * fan_out)
+    return ins, outs, largest
+
+
+def trainable_params(model: ModelSpec, plan: Plan) -> int:
+    """Trainable parameters of the plan.
+
+    Full: every parameter. LoRA: r x (in + out) per adapted linear (Hu et al. 2021, eq. 3);
+    DoRA adds a magnitude vector of `out` per layer (Liu et al. 2024, eq. 5); prefix tuning
+    learns num_virtual_tokens key and value vectors per layer (Li & Liang 2021; PEFT
+    PrefixEncoder without projection); IA3 learns one vector per adapted layer: its output
+    width, or its input width for feed-forward layers (PEFT IA3Layer)."""
+    if plan.method == Method.FULL:
+        return model.total_params()
+    if plan.method == Method.PREFIX:
+        return plan.virtual_tokens * model.num_layers * 2 * model.kv_width
+    total = 0
+    if plan.method == Method.IA3:
+        feedforward = set(ia3_feedforward(model, plan))
+        for m in adapted_modules(model, plan):
+            fan_in, fan_out, copies = model.module_shape(m)
+            total += (fan_in if m in feedforward else fan_out) * copies
+        return total * model.num_layers
+    for m in adapted_modules(model, plan):
+        fan_in, fan_out, copies = model.module_shape(m)
+        per = plan.rank * (fan_in + fan_out) + (fan_out if plan.method == Method.DORA else 0)
+        total += per * copies
+    return total * model.num_layers
+
+
+def trainable_dtype_bytes(plan: Plan) -> int:
+    """Trained weights, their gradients and AdamW states: bf16 for a bf16 full fine-tune, fp32
+    otherwise (mixed precision's master weights; PEFT's fp32 adapters)."""
+    dt = knowledge.table("memory")["dtype_bytes"]
+    return dt["bf16"] if plan.method == Method.FULL and plan.precision == "bf16" else dt["fp32"]
+
+
+def tokens_per_micro_step(plan: Plan) -> int:
+    """Token positions in one forward on one GPU: prefix tuning prepends its virtual tokens."""
+    return plan.rows_per_micro_step * (plan.seq_len + (plan.virtual_tokens if plan.method == Method.PREFIX else 0))
+
+
+@dataclass(frozen=True)
+class Script:
+    """Every decision above for one plan, as the renderer and the JSON output show them."""
+    compiled: bool
+    attention: str
+    cast_adapter_inputs: bool
+    adapted_modules: tuple[str, ...]
+    ia3_feedforward: tuple[str, ...]
+    engine: str
+    shard_count: int
+    rows_per_micro_step: int
+    trainable_params: int
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "adapted_modules": list(self.adapted_modules),
+                "ia3_feedforward": list(self.ia3_feedforward)}
+
+
+def decide(model: ModelSpec, plan: Plan) -> Script:
+    return Script(
+        compiled=compiles(plan), attention=attention(model, plan), cast_adapter_inputs=casts_adapter_inputs(plan),
+        adapted_modules=tuple(adapted_modules(model, plan)),
+        ia3_feedforward=tuple(ia3_feedforward(model, plan)) if plan.method == Method.IA3 else (),
+        engine=plan.launcher_engine, shard_count=plan.shard_count, rows_per_micro_step=plan.rows_per_micro_step,
+        trainable_params=trainable_params(model, plan),
+    )
