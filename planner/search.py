@@ -221,10 +221,12 @@ CHANGES = (
     {"grad_ckpt": True},
     {"loss": "chunked"},
     {"grad_ckpt": True, "loss": "chunked"},
-    {"method": "qlora", "precision": "bf16", "grad_ckpt": True},
+    # QLoRA's 4-bit weights are not sharded by our scripts: it runs data parallel
+    {"method": "qlora", "precision": "bf16", "grad_ckpt": True, "zero": 0, "offload": "none", "engine": "none"},
 )
 FLAGS = {"grad_ckpt": lambda v: "--grad-ckpt" if v else "--no-grad-ckpt", "loss": lambda v: f"--loss {v}",
-         "method": lambda v: f"--method {v}", "precision": lambda v: f"--precision {v}"}
+         "method": lambda v: f"--method {v}", "precision": lambda v: f"--precision {v}",
+         "zero": lambda v: f"--zero {v}", "offload": lambda v: f"--offload {v}", "engine": lambda v: f"--engine {v}"}
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,78 @@ def test_a_two_node_plan_gets_zero_and_a_slurm_submit_command(tmp_path, monkeypa
             assert "ftplan submit" in str(app.screen.query_one("#launch").render())
 
     asyncio.run(go())
+
+
+async def _to_plan(pilot, app):
+    await _next(pilot, app, "HardwareScreen")
+    await _next(pilot, app, "ModelScreen")
+    await _next(pilot, app, "PlanScreen")
+
+
+def _errors(app) -> list[str]:
+    return [str(n.message) for n in app._notifications if n.severity == "error"]
+
+
+def test_every_fix_the_plan_screen_offers_applies_and_fits(tmp_path, monkeypatch):
+    """70B full fine-tuning on the one H100 the user has does not fit: the screen offers the
+    search's changes (QLoRA, more GPUs); each key applies its change and the plan then fits."""
+    monkeypatch.chdir(tmp_path)
+
+    def state():
+        return WizardState(model="Llama-3.1-70B", gpu="H100-SXM", gpus=1, method="full", seq_len=2048)
+
+    async def offered() -> int:
+        app = FtplanApp(state())
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _to_plan(pilot, app)
+            assert not app.state.report.estimate.fits
+            assert "does not fit" in str(app.screen.query_one("#fits").render())
+            return len(app.state.report.fixes)
+
+    count = asyncio.run(offered())
+    assert count >= 2
+
+    async def press(i: int) -> None:
+        app = FtplanApp(state())
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _to_plan(pilot, app)
+            fix = app.state.report.fixes[i]
+            await pilot.press(str(i + 1))
+            await pilot.pause(0.3)
+            assert not _errors(app)
+            assert app.state.report.plan == fix.plan and app.state.report.estimate.fits
+            assert "fits" in str(app.screen.query_one("#fits").render())
+            await _next(pilot, app, "ScriptScreen")
+            assert not _errors(app)
+
+    for i in range(count):
+        asyncio.run(press(i))
+
+
+def test_q_in_a_text_field_is_a_letter_and_the_data_report_comes_at_once(tmp_path, monkeypatch, dataset):
+    monkeypatch.chdir(tmp_path)
+    data = dataset("alpaca", 40)
+
+    async def go():
+        app = FtplanApp(WizardState(model="Qwen2.5-0.5B", gpu="L4"))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await _next(pilot, app, "HardwareScreen")
+            await _next(pilot, app, "ModelScreen")
+            field = app.screen.query_one("#data")
+            field.focus()
+            await pilot.press("q")
+            await pilot.pause()
+            assert field.value.endswith("q") and app.is_running
+            field.value = str(data)
+            await pilot.pause(0.3)
+            report = str(app.screen.query_one("#data-report").render())
+            assert "40 rows" in report and "alpaca" in report
+            assert app.screen.query_one("#seq_len").value != "2048"  # the data's recommended length
+            await _next(pilot, app, "PlanScreen")
+            assert app.state.report.plan.seq_len == int(app.state.seq_len) < 2048
+            await _next(pilot, app, "ScriptScreen")
+            assert app.screen.query_one("#dir").value == "runs/Qwen2.5-0.5B-lora-sft"
+
+    before = set(Path("/tmp").glob("ftplan-preview-*"))
+    asyncio.run(go())
+    assert set(Path("/tmp").glob("ftplan-preview-*")) == before
