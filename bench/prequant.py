@@ -39,8 +39,8 @@ def quantized_linears(model) -> set[str]:
 
 def tensors(model, device: str, std: float = 0.02):
     """(name, tensor) for the checkpoint: NF4 entries for linear weights, bf16 for the rest."""
-    import torch
     import bitsandbytes.functional as bnbf
+    import torch
 
     quantized = quantized_linears(model)
     tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()

@@ -15,6 +15,7 @@ from planner.hardware import GpuSpec
 from planner.models import ModelSpec, family_table
 from planner.plan import Plan, validate
 
+
 def _k(section: str) -> dict:
     return knowledge.table("memory")[section]
 

@@ -161,7 +161,7 @@ class Plan:
     report_to: str = "none"
     save_final: bool = True        # False: skip the final checkpoint and model save (benchmarks)
 
-    def with_(self, **changes) -> "Plan":
+    def with_(self, **changes) -> Plan:
         return replace(self, **changes)
 
     @property
@@ -228,7 +228,7 @@ class Plan:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Plan":
+    def from_dict(cls, d: dict) -> Plan:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -238,7 +238,7 @@ class Plan:
         return cls(**d)
 
     @classmethod
-    def load(cls, path: Path) -> "Plan":
+    def load(cls, path: Path) -> Plan:
         try:
             with open(path, "rb") as f:
                 data = tomllib.load(f)

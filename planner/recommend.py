@@ -4,7 +4,6 @@ estimator. Every recommendation names its rule and source."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from planner import knowledge, memory, rules, script, search, speed

@@ -9,8 +9,8 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from planner.errors import RunError
 from runner import diagnose, status

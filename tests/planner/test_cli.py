@@ -6,7 +6,6 @@ import sys
 
 import pytest
 
-
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.containers import Horizontal
+from textual.screen import Screen
 from textual.widgets import Button
 
 
