@@ -3,7 +3,7 @@
 - accelerate `estimate-memory`: "Training using Adam" is four times the model's size in
   the chosen dtype (weights, gradients and two Adam states; accelerate commands/estimate.py),
   whatever the method, batch or sequence. QLoRA is given int4 as the dtype.
-- The seed guides' hardware table (../shared/seeds/003, "Memory Savings", 7B row: full 28 GB,
+- The guides' hardware table (docs/guides.md, "Memory Savings" of one guide, 7B row: full 28 GB,
   LoRA 16 GB, QLoRA 6 GB), scaled linearly by parameter count; DoRA, IA3 and prefix read
   the LoRA column.
 

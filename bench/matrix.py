@@ -116,7 +116,7 @@ ENGINES = [
     dict(model="Llama-3.2-1B", method="full", batch=4, seq_len=2048, engine="fsdp", offload="all"),
 ]
 
-# Last device call of session 3: the ZeRO-3 LoRA offload run that failed, and the tail of COMPILED.
+# 2026-11-23, H100: the ZeRO-3 LoRA offload run again (after the fix that keeps PEFT's cast under ZeRO-3), and the tail of COMPILED.
 RETRY = [ENGINES[2]] + COMPILED[6:]
 
 # DPO through the engines (the reference pass reaches the PeftModel inside the wrapper).
@@ -152,47 +152,47 @@ def _retime(rows, file="memory-h100.jsonl", prefix="row"):
     return [dict(c, label=f"retime:{prefix}{i}") for i, c in zip(rows, committed(*rows, file=file))]
 
 
-# Session 4, allocator history (--trace): the first-matrix runs whose reserved memory exceeds
+# 2026-11-23, allocator history (--trace): the first-matrix runs whose reserved memory exceeds
 # allocated by a whole fp32 logits block (rows 3, 5, 11, 14), one where it is half a block
 # (row 9), and Pythia-1B, whose allocated peak the census misses (row 33).
 TRACE = committed(3, 5, 9, 11, 14, 33)
 
-# Session 4, speed: the first-matrix runs timed over only three steps whose step time the
+# 2026-11-23, speed: the first-matrix runs timed over only three steps whose step time the
 # model missed by more than 12%, timed again over ten (--steps 14 --warmup 4), same plans.
 RETIME = _retime((0, 1, 4, 6, 8, 10, 27, 28, 32, 35, 38, 40, 42))
 
-# Session 4, the packing lever: answers of varied length, packed into full blocks (the
+# 2026-11-23, the packing lever: answers of varied length, packed into full blocks (the
 # scripts' default, fast with sdpa) against one example a row padded to the batch's longest.
 PACKING = [
     dict(_L8, label="8b-lora:packed-varied", method="lora", batch=4, lengths="varied"),
     dict(_L8, label="8b-lora:padded-varied", method="lora", batch=4, lengths="varied", packing=False),
 ]
 
-# Session 4, the 30B-class QLoRA on the H200 (141 GB): NF4 checkpoint built directly
+# 2026-11-23, the 30B-class QLoRA on the H200 (141 GB): NF4 checkpoint built directly
 # (bench/prequant.py; bf16 files would not fit the machine's disk).
 # Batch 2 is what recommend.fit_batch picks for the H200; batch 4 is estimated at 153 GiB
 # (out of memory on 140 GB); batch 8 with checkpointing at 64 GiB.
 _Q32 = dict(model="Qwen2.5-32B", method="qlora", seq_len=2048, checkpoint="nf4", gpu="H200")
 QLORA_30B = [dict(_Q32, batch=2), dict(_Q32, batch=4), dict(_Q32, batch=8, grad_ckpt=True)]
 
-# Session 4, second call: the same traces with the large pool's peak told apart from the
+# 2026-11-23, H100: the same traces with the large pool's peak told apart from the
 # small pool's; and the Mistral s4096 run again with the published config's attention (no
-# sliding window: sessions 2-3 built it with MistralConfig's default 4,096-token window).
+# sliding window: the first matrix built it with MistralConfig's default 4,096-token window).
 TRACE_POOLS = committed(3, 5, 9, 11)
 MISTRAL_NO_WINDOW = [dict(committed(28)[0], label="retime:row28-no-window")]
 
-# Session 4, third call: the remaining three-step runs the refitted model misses by more than
+# 2026-11-23, H100: the remaining three-step runs the refitted model misses by more than
 # 15% and that had no ten-step twin yet.
 RETIME_REST = _retime((29,)) + _retime((3, 5), file="memory-h100-compiled.jsonl", prefix="compiled-row")
 
-# Session 5, speed: every other timed run of the two three-step matrices, timed again over ten
+# 2026-11-24, H100, speed: every other timed run of the two three-step matrices, timed again over ten
 # steps (--steps 14 --warmup 4), same plans, so that every committed plan has a ten-step timing
 # and none is picked for how far the model missed it. Three calls, each model built once.
 RETIME_ALL_A = _retime((16, 17, 18, 19, 22, 23, 25, 26, 9, 11))
 RETIME_ALL_B = _retime((12, 13, 14, 15, 30, 41, 2, 3, 5, 7, 39, 31, 33))
 RETIME_ALL_C = _retime((34, 36, 37)) + _retime((0, 1, 2, 4, 6), file="memory-h100-compiled.jsonl", prefix="compiled-row")
 
-# Session 6, the allocator: first-matrix runs whose reserved memory exceeds allocated by a
+# 2026-11-24, H100, the allocator: first-matrix runs whose reserved memory exceeds allocated by a
 # whole fp32 logits block (rows 3, 5, 14, 11, 26) and by half of one (9, 15, 37), traced with
 # the large pool's whole history kept (--events-dir) to replay it offline.
 EVENTS = [dict(c, label=f"events:row{i}") for i, c in zip((3, 5, 14, 11, 9, 15, 37, 26),

@@ -117,7 +117,7 @@ def base_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
 
 def adapter_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     """Trainable adapter weights: PEFT creates them in fp32 even on a bf16 base
-    (get_peft_model(autocast_adapter_dtype=True), the default: ../shared/notes/facts.md)."""
+    (get_peft_model(autocast_adapter_dtype=True), the default: docs/guides.md (measurements made before the catalog))."""
     if plan.method == "full":
         return 0, "full fine-tuning trains the base weights themselves"
     n = script.trainable_params(model, plan)
@@ -352,7 +352,7 @@ def logits_loss_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
 
     Standard: bf16 logits, their fp32 upcast, log_softmax's saved fp32 output, and in
     backward its fp32 gradient and input gradient: 12 B per logit at the peak (measured:
-    ../shared/notes/facts.md and bench/results/memory-h100.jsonl). Chunked (our script's
+    docs/guides.md (measurements made before the catalog) and bench/results/memory-h100.jsonl). Chunked (our script's
     chunked loss) and fused (Liger) materialise one chunk of rows at a time (logits_rows);
     Liger also allocates the hidden states' gradient up front. DPO computes per-token
     log-probs for chosen and rejected rows the same way."""
@@ -435,7 +435,7 @@ def allocator_overhead(model: ModelSpec, plan: Plan, at_peak: list[Term]) -> Ter
 
 def cuda_context_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     """CUDA context and kernel images: NVML-visible memory that torch never reserves
-    (measured: NVML used minus torch reserved on the H100, ../shared/notes/facts.md)."""
+    (measured: NVML used minus torch reserved on the H100, docs/guides.md (measurements made before the catalog))."""
     return int(_k("overhead")["cuda_context_bytes"]), "measured on the H100 (torch 2.11, CUDA 13)"
 
 

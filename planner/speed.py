@@ -23,7 +23,7 @@ from planner.plan import Plan
 def matmul_flops(model: ModelSpec, plan: Plan) -> float:
     """Dense matmul FLOPs of one micro-step: 2 per weight per token forward; backward 2 for
     the input gradient and, for trained weights only, 2 for the weight gradient (frozen
-    weights skip it: 4N + 6N_adapter rather than 6N; ../shared/notes/facts.md, Kaplan et al.
+    weights skip it: 4N + 6N_adapter rather than 6N; docs/guides.md (measurements made before the catalog), Kaplan et al.
     2020); checkpointing runs the layers' forward again; DPO adds the reference forward; the
     chunked loss recomputes the head in backward."""
     tokens = plan.rows_per_micro_step * plan.seq_len

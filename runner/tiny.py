@@ -1,6 +1,6 @@
 """Build models and tokenizers locally, from architecture configs with random weights: for
 the demo, the tests and the GPU benchmarks. No download: memory and speed are the same as
-with real weights (../shared/notes/facts.md)."""
+with real weights (docs/guides.md (measurements made before the catalog))."""
 
 from __future__ import annotations
 

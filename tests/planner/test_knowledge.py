@@ -1,6 +1,12 @@
 """Schema checks of knowledge/*.toml: every row has a source, ids are unique, references resolve."""
 
+import re
+import tomllib
+from pathlib import Path
+
 from planner import knowledge
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SETTINGS = {"loss", "rank", "alpha", "dropout", "learning_rate", "scheduler", "warmup_ratio", "weight_decay", "max_grad_norm",
             "epochs", "effective_batch", "max_length", "dpo_beta", "dpo_loss_type", "method", "optim", "grad_ckpt",
@@ -31,13 +37,40 @@ def test_rules_are_well_formed_and_disagreements_resolved():
     assert any(r["id"] == "rank.instruction.003" and r["value"] == 64 for r in rules)
 
 
-def test_seed_sources_name_real_seed_files():
-    seeds = {"000_c82c337e00196f7e.txt", "001_0e142fd1ca0070a7.txt", "002_8947d2ae3e84b7a8.txt",
-             "003_227dac632e15b6a3.txt", "004_3ebc501be9c25311.txt"}
-    cited = set()
-    for path in knowledge.knowledge_dir().glob("*.toml"):
-        cited |= {s for s in seeds if s in path.read_text()}
-    assert cited == seeds
+def _sources(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "source" and isinstance(value, str):
+                yield value
+            else:
+                yield from _sources(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _sources(item)
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes."""
+    heads = [line.lstrip("#").strip() for line in markdown.splitlines() if line.startswith("#")]
+    return {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in heads}
+
+
+def test_every_source_can_be_opened_by_a_user():
+    """A source names a public reference or a file shipped in this repository (that exists,
+    and for docs/, a section that exists); never a path outside it or a guide's opaque name."""
+    root = ROOT
+    anchors = _anchors((ROOT / "docs/guides.md").read_text())
+    count = 0
+    for path in sorted(knowledge.knowledge_dir().glob("*.toml")):
+        for source in _sources(tomllib.loads(path.read_text())):
+            count += 1
+            assert "../" not in source and not re.search(r"\d{3}_[0-9a-f]{16}", source), (path.name, source)
+            for ref in re.findall(r"(?<![\w/])((?:docs|bench|planner|knowledge|templates|runner|tests)/[\w./#-]*\w)", source):
+                file, _, anchor = ref.partition("#")
+                assert (root / file).exists(), (path.name, ref)
+                if anchor:
+                    assert anchor in anchors, (path.name, ref)
+    assert count > 100
 
 
 def test_families_cover_every_catalog_model():

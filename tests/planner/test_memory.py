@@ -23,7 +23,7 @@ def test_breakdown_sums_to_total_and_names_sources():
 
 
 def test_facts_md_llama_8b_lora_anchor():
-    """../shared/notes/facts.md: Llama-3.1-8B LoRA r16 all-linear, batch 4, seq 2048, checkpointing,
+    """docs/guides.md (measurements made before the catalog): Llama-3.1-8B LoRA r16 all-linear, batch 4, seq 2048, checkpointing,
     H100 NVML peak about 34 GB (a TRL run). Its QLoRA figure (about 30 GB) came from a TRL run
     that upcasts the unquantized weights to fp32 (prepare_model_for_kbit_training); our script
     does not, and our own H100 run of that plan peaks at 24.7 GB, which test_calibration holds."""
