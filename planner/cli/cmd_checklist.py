@@ -8,7 +8,8 @@ from planner.errors import FtplanError
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--yes", nargs="*", default=[], metavar="ID", help="question ids answered yes (see the list)")
+    p.add_argument("--yes", nargs="+", action="extend", default=[], metavar="ID",
+                   help="question ids answered yes (see the list); repeatable")
     p.add_argument("--json", action="store_true")
 
 

@@ -17,12 +17,19 @@ def run(args) -> int:
         return 0
     from rich.table import Table
 
-    t = Table(title="Model catalog (--model NAME; also a local path, a Hub id or a size like 7B)", title_justify="left")
-    for col in ("name", "family", "params", "hidden", "layers", "heads/kv", "vocab", "tied", "experts"):
-        t.add_column(col, justify="left" if col in ("name", "family") else "right")
+    from rich import box
+
+    t = Table(title="Model catalog (--model NAME; or a local path, a Hub id, a size like 7B)", title_justify="left",
+              box=box.SIMPLE_HEAD)
+    t.add_column("name", no_wrap=True, min_width=max(len(m.name) for m in cat))
+    t.add_column("family", no_wrap=True)
+    for col in ("params", "layers", "vocab"):
+        t.add_column(col, justify="right", no_wrap=True, min_width=len(col))
+    t.add_column("notes", no_wrap=True, min_width=10)
     for m in cat:
-        t.add_row(m.name, m.family, f"{m.total_params() / 1e9:.2f}B", str(m.hidden_size), str(m.num_layers),
-                  f"{m.num_heads}/{m.num_kv_heads}", f"{m.vocab_size:,}", "yes" if m.tied_embeddings else "no",
-                  f"{m.experts_per_token}/{m.num_experts}" if m.is_moe else "-")
+        notes = ", ".join(n for n in ("tied" if m.tied_embeddings else "",
+                                       f"MoE {m.experts_per_token}/{m.num_experts}" if m.is_moe else "") if n)
+        t.add_row(m.name, m.family, f"{m.total_params() / 1e9:.1f}B", str(m.num_layers),
+                  f"{m.vocab_size / 1000:.0f}k", notes)
     output.console().print(t)
     return 0
