@@ -15,9 +15,8 @@ def run(args) -> int:
     if args.json:
         output.print_json([m.as_dict() for m in cat])
         return 0
-    from rich.table import Table
-
     from rich import box
+    from rich.table import Table
 
     t = Table(title="Model catalog (--model NAME; or a local path, a Hub id, a size like 7B)", title_justify="left",
               box=box.SIMPLE_HEAD)
