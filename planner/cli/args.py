@@ -7,7 +7,20 @@ import math
 
 from planner import models
 from planner.errors import FtplanError
-from planner.plan import DPO_LOSSES, LOSSES, METHODS, OFFLOADS, OPTIMIZERS, PRECISIONS, REPORT_TO, TASKS, Plan
+from planner.plan import (
+    DPO_LOSSES,
+    ENGINES,
+    FORMATS,
+    LOSSES,
+    METHODS,
+    OFFLOADS,
+    OPTIMIZERS,
+    PRECISIONS,
+    REPORT_TO,
+    SHARDS,
+    TASKS,
+    Plan,
+)
 
 
 def whole_number(low: int, high: int = 10**9):
@@ -79,8 +92,8 @@ def add_plan_args(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     co.add_argument("--no-compile", dest="compile", action="store_false")
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=g(d.zero))
     p.add_argument("--offload", choices=OFFLOADS, default=g(d.offload))
-    p.add_argument("--engine", choices=("none", "deepspeed", "fsdp"), default=g(d.engine))
-    p.add_argument("--shard", choices=("full", "hybrid"), default=g(d.shard),
+    p.add_argument("--engine", choices=ENGINES, default=g(d.engine))
+    p.add_argument("--shard", choices=SHARDS, default=g(d.shard),
                    help="FSDP: shard over all GPUs, or within a node and replicate across nodes")
     p.add_argument("--dpo-beta", type=positive_float, default=g(d.dpo_beta))
     p.add_argument("--dpo-loss", choices=DPO_LOSSES, default=g(d.dpo_loss_type))
@@ -103,7 +116,7 @@ def check_speed_args(args) -> None:
 
 def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="dataset file (JSON or JSONL)")
-    p.add_argument("--data-format", default="auto", choices=("auto", "alpaca", "sharegpt", "messages", "completion", "preference"))
+    p.add_argument("--data-format", default="auto", choices=FORMATS)
     p.add_argument("--lr", type=number(0.0, 1.0, low_open=True), dest="learning_rate")
     p.add_argument("--epochs", type=positive_float)
     p.add_argument("--max-steps", type=whole_number(0), default=0)

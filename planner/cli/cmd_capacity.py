@@ -31,16 +31,20 @@ def run(args) -> int:
     from rich.table import Table
 
     by = "the job's cost" if dataset.tokens else "price per hour (add --dataset-tokens to rank by the job's cost)"
-    t = Table(title=f"{output.esc(model.name)} {plan.method} {plan.task}, seq {plan.seq_len}: the setup of each GPU "
+    from rich import box
+
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"{output.esc(model.name)} {plan.method} {plan.task}, seq {plan.seq_len}: the setup of each GPU "
                     f"type, by {by}", title_justify="left")
-    for col in ("GPU", "GPUs", "engine", "per GPU", "tokens/s", "$/hour", "time", "cost"):
-        t.add_column(col, justify="left" if col in ("GPU", "engine") else "right")
+    for col in ("GPU", "GPUs", "engine", "per GPU", "tok/s", "$/h", "time", "cost"):
+        t.add_column(col, justify="left" if col in ("GPU", "engine") else "right", no_wrap=col != "engine",
+                     min_width=11 if col == "engine" else None)
     for s in found:
         p, sp = s.plan, s.speed
-        engine = {"none": "single GPU", "ddp": "DDP"}.get(p.launcher_engine, f"ZeRO-{p.zero}")
-        engine += (f" + {p.offload} offload" if p.offload != "none" else "") + (" + ckpt" if p.grad_ckpt else "")
-        engine += f" + {p.loss} loss" if p.loss != "standard" else ""
-        t.add_row(s.gpu.name, f"{s.count}", engine, f"{output.gib(s.per_gpu_bytes)} / {output.gib(s.gpu.memory_bytes)}",
+        engine = {"none": "one GPU", "ddp": "DDP"}.get(p.launcher_engine, f"ZeRO-{p.zero}")
+        engine += (f"+{p.offload} offload" if p.offload != "none" else "") + ("+ckpt" if p.grad_ckpt else "")
+        engine += f"+{p.loss} loss" if p.loss != "standard" else ""
+        t.add_row(s.gpu.name, f"{s.count}", engine,
+                  f"{s.per_gpu_bytes / 2**30:.1f}/{s.gpu.memory_bytes / 2**30:.0f} GiB",
                   f"{sp.tokens_per_s:,.0f}" if sp else "-", f"{s.price_per_hour:,.2f}",
                   output.duration(sp.total_s) if sp and sp.total_s is not None else "-",
                   f"${sp.cost:,.0f}" if sp and sp.cost is not None else "-")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from planner import data
 from planner.cli import output
+from planner.plan import TASKS
 
 
 def add_arguments(p) -> None:
     p.add_argument("path")
-    p.add_argument("--task", choices=("sft", "dpo"), default=None, help="default: what the format is for")
+    p.add_argument("--task", choices=TASKS, default=None, help="default: what the format is for")
     p.add_argument("--format", default="auto", dest="data_format")
     p.add_argument("--model-path", help="a local model directory whose tokenizer counts the tokens")
     p.add_argument("--json", action="store_true")

@@ -10,12 +10,12 @@ from planner import data, models, recommend, render, workflow
 from planner.cli import args as A
 from planner.cli import output
 from planner.errors import FtplanError
-from planner.plan import Plan
+from planner.plan import TASKS, Plan
 
 
 def add_arguments(p) -> None:
     p.add_argument("--model", "-m", help="as for estimate (not needed with --plan)")
-    p.add_argument("--task", choices=("sft", "dpo"), default="sft")
+    p.add_argument("--task", choices=TASKS, default="sft")
     p.add_argument("--plan", help="render from a plan.toml (e.g. an earlier run directory's)")
     p.add_argument("--model-path", help="local model directory the script loads (default: the --model path or Hub id)")
     p.add_argument("-o", "--output", required=True, help="run directory to write")

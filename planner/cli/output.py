@@ -88,31 +88,58 @@ def print_report(report) -> None:
 
 
 def print_recommendations(advice, dataset=None, explain: bool = False) -> None:
-    """The summary, the settings (setting, value, rule; with `explain` also why and source, and
-    the memory terms), the fit verdict and the speed."""
+    """The summary, every setting with its rule, the fit verdict and the speed: compact enough
+    for an 80 x 24 terminal; `explain` adds each rule's reason and source, the memory terms and
+    the step time's terms."""
     from rich.table import Table
 
     c = console()
     c.print(f"[bold]{esc(advice.summary)}[/]")
-    t = Table(title=f"Recommended plan for {esc(advice.plan.model)}", title_justify="left")
-    cols = ("setting", "value", "rule", "why", "source") if explain else ("setting", "value", "rule")
-    for col in cols:
-        t.add_column(col, overflow="fold")
-    for r in advice.recommendations:
-        row = (r.setting, str(r.value), r.rule_id, r.why, r.source)[:len(cols)]
-        t.add_row(*(esc(v) for v in row))
-    c.print(t)
     if explain:
+        t = Table(title=f"Recommended plan for {esc(advice.plan.model)}", title_justify="left")
+        for col in ("setting", "value", "rule", "why", "source"):
+            t.add_column(col, overflow="fold")
+        for r in advice.recommendations:
+            t.add_row(*(esc(v) for v in (r.setting, r.value, r.rule_id, r.why, r.source)))
+        c.print(t)
         for r in advice.recommendations:
             for a in r.also_considered:
                 c.print(f"[dim]{r.setting}: also considered {esc(a)}[/]")
+    else:
+        # two settings a line: "rank = 16 (rank.instruction)"
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+        grid.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+        cells = [f"{r.setting} = [bold]{esc(advice.plan.targets if r.setting == 'targets' else r.value)}[/] "
+                 f"[dim]({esc(r.rule_id)})[/]" for r in advice.recommendations]
+        half = (len(cells) + 1) // 2
+        for left, right in zip(cells[:half], cells[half:] + [""]):
+            grid.add_row(left, right)
+        c.print(grid)
     for n in advice.notes:
         c.print(f"note: {esc(n)}")
     if explain:
         print_estimate(advice.estimate)
-    elif advice.estimate.gpu is not None:
-        c.print(verdict_line(advice.estimate) + "  (--explain: the rules' reasons and the memory terms)")
-    print_speed(advice.speed, dataset)
+        print_speed(advice.speed, dataset)
+        return
+    if advice.estimate.gpu is not None:
+        c.print(verdict_line(advice.estimate))
+    print_speed_line(advice.speed, dataset)
+    c.print("[dim]--explain: each rule's reason and source, the memory and step-time terms[/]")
+
+
+def print_speed_line(sp, dataset=None) -> None:
+    """Tokens/s, step time and MFU; total time and cost with what the dataset's size rests on."""
+    c = console()
+    if sp is None:
+        c.print("speed: no datasheet figures for this GPU; give --gpu NAME for time and cost")
+        return
+    c.print(f"speed: {sp.tokens_per_s:,.0f} tokens/s on {sp.plan.world_size} x {esc(sp.gpu.name)}, "
+            f"{sp.step_s:.2f} s/step, MFU {sp.mfu:.0%}")
+    if sp.total_s is not None:
+        basis = f" (dataset tokens {esc(dataset.basis)})" if dataset is not None else ""
+        c.print(f"  {sp.total_steps:,} steps, {duration(sp.total_s)}, ${sp.cost:,.2f} at "
+                f"${sp.price_per_hour:.2f}/GPU-hour{basis}")
 
 
 def duration(seconds: float) -> str:
