@@ -180,10 +180,11 @@ def render_run(report: Report, run_dir: Path, model_path: str, data_path: str, d
                          dataset_tokens=report.dataset.tokens)
 
 
-def preview(report: Report, model_path: str, data_path: str, data_format: str, recommendations=()) -> str:
-    """train.py as it would be written, without writing anything."""
+def preview(report: Report, model_path: str, data_path: str, data_format: str, recommendations=(),
+            run_dir: str = "run") -> str:
+    """train.py as it would be written into `run_dir`, without writing anything."""
     est = report.estimate
-    files = render.render_files(est.plan, est.model, Path("run"), model_path, data_path, data_format,
+    files = render.render_files(est.plan, est.model, Path(run_dir), model_path, data_path, data_format,
                                 "ftplan (wizard)", estimate=est, recommendations=recommendations,
                                 dataset_tokens=report.dataset.tokens)
     return files["train.py"]

@@ -36,13 +36,14 @@ class ScriptScreen(WizardScreen):
         yield Footer()
 
     def on_mount(self) -> None:
+        target = self.query_one("#dir", Input).value.strip() or "run"
         try:
-            code = workflow.preview(self.state.report, *self._paths(), self.state.advice.recommendations)
+            code = workflow.preview(self.state.report, *self._paths(), self.state.advice.recommendations, target)
         except FtplanError as e:
             self.app.show_error(str(e))
             return
         self.query_one("#code", Static).update(Syntax(code, "python", line_numbers=True, word_wrap=False))
-        self._show_launch(Path(self.query_one("#dir", Input).value.strip() or "run"))
+        self._show_launch(Path(target))
 
     def _paths(self) -> tuple[str, str, str]:
         """(model path, data path, data format): the wizard's dataset, or the shipped sample."""
