@@ -145,7 +145,7 @@ def recommend(model: ModelSpec, base: Plan, gpu: GpuSpec, examples: int | None =
         notes.append(f"does not fit on {base.world_size} x {gpu.name}: needs {placed.fewest}"
                      + (f" (and {plan.world_size} make the job cheapest)" if plan.world_size > placed.fewest else ""))
     if plan.world_size > 1 or stage["zero"]:
-        recs.append(Recommendation("zero", plan.zero, stage["id"], f"first stage that fits: {stage['use_when']}", stage["source"]))
+        recs.append(Recommendation("zero", plan.zero, stage["id"], f"first stage that fits (shards {stage['shards']}; the guides: {stage['use_when']})", stage["source"]))
     recs.append(_computed("batch", plan.batch, f"per GPU, effective batch {effective}"))
     recs.append(_computed("grad_accum", plan.grad_accum,
                           f"{plan.batch} x {plan.grad_accum} x {plan.world_size} GPU(s) = {plan.effective_batch}"))

@@ -93,7 +93,7 @@ def next_steps(plan: Plan, run_dir: Path, model_path: str) -> str:
     merged = run_dir / plan.output_dir / "merged"
     q = shlex.quote
     lines = ["After training:"]
-    if plan.method in ("lora", "qlora", "dora", "ia3"):
+    if plan.is_low_rank or plan.method == "ia3":  # adapters that merge into the weights
         lines += [f"  merge the adapter:      python3 {q(str(run_dir / 'merge.py'))}",
                   f"  serve merged (vLLM):    vllm serve {q(str(merged))} --dtype bfloat16",
                   f"  serve base + adapter:   vllm serve {q(model_path)} --enable-lora --lora-modules ft={q(str(final))}"]

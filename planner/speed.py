@@ -128,7 +128,7 @@ def adapter_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
     matmul: the input for A, B's output, its scaling and the add into the base output, and
     their gradients (PEFT tuners/lora/layer.py Linear.forward): 2 B per element of every
     adapted layer's input and output width per pass. Compilation fuses them into the layer."""
-    if plan.method not in ("lora", "qlora", "dora"):
+    if not plan.is_low_rank:
         return 0.0
     ins, outs, _ = script.adapted_widths(model, plan)
     return float(plan.rows_per_micro_step * plan.seq_len * (ins + outs) * 2 * model.num_layers
@@ -138,7 +138,7 @@ def adapter_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
 def adapter_toggles(model: ModelSpec, plan: Plan) -> float:
     """DPO's reference pass turns the adapters off and on again (PEFT disable_adapter walks
     every adapted module and sets requires_grad on its weights): twice per micro-step."""
-    if plan.task != "dpo" or plan.method not in ("lora", "qlora", "dora"):
+    if plan.task != "dpo" or not plan.is_low_rank:
         return 0.0
     return float(2 * model.num_layers * len(script.adapted_modules(model, plan)))
 
@@ -403,7 +403,7 @@ def explain(plan: Plan) -> list[str]:
     ckpt = _lever("speed.no-grad-ckpt")["why"]
     lines.append(("gradient checkpointing on: the plan does not fit without it; " if plan.grad_ckpt
                   else "gradient checkpointing off: ") + ckpt)
-    if plan.method in ("lora", "dora") and not plan.cast_adapter_inputs:
+    if plan.method in ("lora", "dora") and not script.casts_adapter_inputs(plan):
         lines.append(f"adapter input cast off: {_lever('speed.no-input-cast')['why']}")
     if plan.is_low_rank:
         d = _lever("speed.dropout-0")
