@@ -205,6 +205,21 @@ def default_run_dir(model: str, plan: Plan) -> str:
 
 
 # ====================================================================== runs
+def start_run(run_dir: Path, resume: bool = False, force: bool = False):
+    """The runner's events for a run directory: a local run, or the log of a job submitted to
+    SLURM (followed rather than started again)."""
+    from runner import status
+
+    run_dir = Path(run_dir)
+    if status.read(run_dir).get("state") == "submitted" and not (resume or force):
+        from runner import slurm
+
+        return slurm.follow(run_dir)
+    from runner import process
+
+    return process.run(run_dir, resume=resume, force=force)
+
+
 def stop_run(run_dir: Path) -> bool:
     """Ask a running script to checkpoint and stop (SIGINT to its process group). False if no
     run is alive there."""

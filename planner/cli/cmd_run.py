@@ -15,14 +15,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from runner import status
-    from runner.process import run as run_dir
+    from planner import workflow
 
-    if status.read(Path(args.run_dir)).get("state") == "submitted" and not (args.resume or args.force):
-        from runner import slurm  # a SLURM job: follow its log instead of starting a local run
-
-        return follow(slurm.follow(Path(args.run_dir)), as_json=args.json)
-    return follow(run_dir(Path(args.run_dir), resume=args.resume, force=args.force), as_json=args.json)
+    return follow(workflow.start_run(Path(args.run_dir), resume=args.resume, force=args.force), as_json=args.json)
 
 
 def follow(events, as_json: bool = False) -> int:

@@ -41,10 +41,10 @@ class RunScreen(WizardScreen):
 
     @work(thread=True, exclusive=True)
     def follow(self, resume: bool) -> None:
-        from runner.process import run
+        from planner import workflow
 
         try:
-            for ev in run(Path(self.state.run_dir), resume=resume, force=not resume):
+            for ev in workflow.start_run(Path(self.state.run_dir), resume=resume, force=not resume):
                 self.app.call_from_thread(self.show, ev)
         except FtplanError as e:
             self.app.call_from_thread(self.app.show_error, str(e))
