@@ -49,8 +49,12 @@ class DataStats:
 
 def read_rows(path: str | Path) -> tuple[list[dict], str]:
     """All rows of a .json (a list of objects) or .jsonl file; DataError names the line."""
-    p = Path(path).expanduser()
-    if not p.is_file():
+    try:
+        p = Path(path).expanduser()
+        found = p.is_file()
+    except (RuntimeError, OSError, ValueError):  # no such ~user, a name too long, a NUL
+        p, found = Path(path), False
+    if not found:
         raise DataError(f"{p}: no such dataset file; give a local .json or .jsonl file")
     try:
         text = p.read_text(encoding="utf-8")
@@ -62,6 +66,8 @@ def read_rows(path: str | Path) -> tuple[list[dict], str]:
             rows = json.loads(text)
         except json.JSONDecodeError as e:
             raise DataError(f"{p}: line {e.lineno}: invalid JSON ({e.msg})") from None
+        except (RecursionError, ValueError) as e:  # nesting too deep, an integer too long to read
+            raise DataError(f"{p}: cannot be read as rows ({str(e)[:80]})") from None
         numbered = list(enumerate(rows, start=1))
         unit = "item"
     else:
@@ -73,6 +79,8 @@ def read_rows(path: str | Path) -> tuple[list[dict], str]:
                 numbered.append((n, json.loads(line)))
             except json.JSONDecodeError as e:
                 raise DataError(f"{p}: line {n}: invalid JSON ({e.msg}); each line must be one JSON object") from None
+            except (RecursionError, ValueError) as e:
+                raise DataError(f"{p}: line {n}: cannot be read as a row ({str(e)[:80]})") from None
         unit = "line"
     if not numbered:
         raise DataError(f"{p}: the file has no rows")
@@ -88,7 +96,7 @@ def detect_format(row: dict) -> str:
     for fid in order:
         if all(k in row for k in formats()[fid]["required"]):
             return fid
-    keys = ", ".join(sorted(row)) or "none"
+    keys = ", ".join(repr(k)[:24] for k in sorted(row)[:8]) or "none"
     raise DataError(f"cannot tell the dataset format from the first row's fields ({keys}); expected alpaca "
                     "(instruction/output), sharegpt (conversations), messages, completion (text) or preference "
                     "(prompt/chosen/rejected), or pass --data-format")

@@ -216,45 +216,78 @@ def _first(cfg: dict, *keys, default=None):
     return default
 
 
+# The ranges config.json's shape fields must fall in (whole numbers; a real model is far inside them).
+CONFIG_RANGES = {"hidden_size": (1, 1_000_000), "num_hidden_layers": (1, 10_000), "num_attention_heads": (1, 100_000),
+                 "vocab_size": (1, 100_000_000), "num_key_value_heads": (1, 100_000), "intermediate_size": (1, 10_000_000),
+                 "head_dim": (1, 65_536), "num_experts": (0, 1_000_000), "num_experts_per_tok": (1, 1_000_000),
+                 "moe_intermediate_size": (1, 10_000_000), "ffn_hidden_size": (1, 10_000_000), "num_kv_heads": (1, 100_000)}
+# Heads whose names say the model predicts the next token (a causal LM), or a multimodal model
+# whose text part is one.
+CAUSAL_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+def _whole(name: str, key: str, value, default=None) -> int:
+    """config.json's `key` as a whole number in CONFIG_RANGES, or ModelError saying the range."""
+    if value is None:
+        if default is None:
+            raise ModelError(f"{name}: config.json lacks {key}; is it a causal language model's config?")
+        value = default
+    low, high = CONFIG_RANGES.get(key, (0, 10**9))
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        shown = repr(value) if not isinstance(value, str) or len(value) < 40 else repr(value[:40]) + "..."
+        raise ModelError(f"{name}: config.json's {key} is {shown}; it must be a whole number from {low:,} to {high:,}")
+    return value
+
+
 def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
     """A ModelSpec from a Hugging Face config.json dictionary, for any causal-LM layout that
-    names its shapes with the usual keys (hidden_size/n_embd/d_model, …)."""
+    names its shapes with the usual keys (hidden_size/n_embd/d_model, …). Every field read is
+    checked for its type and range; a config of a model that is not a causal LM is refused."""
     if not isinstance(cfg, dict):
         raise ModelError(f"{name}: config.json is not a JSON object; point --model at a model's config.json")
+    archs = cfg.get("architectures")
+    if archs is not None and (not isinstance(archs, list) or not all(isinstance(a, str) for a in archs)):
+        raise ModelError(f"{name}: config.json's architectures must be a list of class names")
+    if archs and not any(a.endswith(CAUSAL_HEADS) for a in archs):
+        raise ModelError(f"{name}: {', '.join(archs)[:80]} is not a causal language model (no ...ForCausalLM head); "
+                         f"ftplan plans decoder fine-tuning only")
     if "text_config" in cfg and "hidden_size" not in cfg:
-        cfg = {**cfg["text_config"], "model_type": cfg["text_config"].get("model_type", cfg.get("model_type", ""))}
-    model_type = str(cfg.get("model_type", ""))
-    hidden = _first(cfg, "hidden_size", "n_embd", "d_model")
-    layers = _first(cfg, "num_hidden_layers", "n_layer", "num_layers")
-    heads = _first(cfg, "num_attention_heads", "n_head")
-    vocab = _first(cfg, "vocab_size")
-    missing = [k for k, v in (("hidden_size", hidden), ("num_hidden_layers", layers),
-                              ("num_attention_heads", heads), ("vocab_size", vocab)) if v is None]
-    if missing:
-        raise ModelError(f"{name}: config.json lacks {', '.join(missing)}; is it a causal language model's config?")
-    try:
-        hidden, layers, heads, vocab = int(hidden), int(layers), int(heads), int(vocab)
-    except (TypeError, ValueError):
-        raise ModelError(f"{name}: config.json has a non-integer shape value; check hidden_size, layers, heads, vocab_size") from None
-    if min(hidden, layers, heads, vocab) <= 0:
-        raise ModelError(f"{name}: config.json has a zero or negative shape value")
+        text = cfg["text_config"]
+        if not isinstance(text, dict):
+            raise ModelError(f"{name}: config.json's text_config must be an object holding the language model's shapes")
+        cfg = {**text, "model_type": text.get("model_type", cfg.get("model_type", ""))}
+    model_type = cfg.get("model_type", "")
+    if not isinstance(model_type, str):
+        raise ModelError(f"{name}: config.json's model_type must be a string (got {model_type!r:.40})")
+    hidden = _whole(name, "hidden_size", _first(cfg, "hidden_size", "n_embd", "d_model"))
+    layers = _whole(name, "num_hidden_layers", _first(cfg, "num_hidden_layers", "n_layer", "num_layers"))
+    heads = _whole(name, "num_attention_heads", _first(cfg, "num_attention_heads", "n_head"))
+    vocab = _whole(name, "vocab_size", _first(cfg, "vocab_size"))
+    if heads > hidden and cfg.get("head_dim") is None:
+        raise ModelError(f"{name}: config.json has {heads} attention heads on a hidden size of {hidden}; "
+                         f"each head needs at least one dimension")
 
     if model_type == "falcon":
         kv = heads if cfg.get("new_decoder_architecture") else (1 if cfg.get("multi_query", True) else heads)
-        kv = int(cfg.get("num_kv_heads") or kv) if cfg.get("new_decoder_architecture") else kv
-        inter = int(cfg.get("ffn_hidden_size") or 4 * hidden)
+        kv = _whole(name, "num_kv_heads", cfg.get("num_kv_heads") or kv) if cfg.get("new_decoder_architecture") else kv
+        inter = _whole(name, "ffn_hidden_size", cfg.get("ffn_hidden_size") or 4 * hidden)
         norms = 2 if cfg.get("new_decoder_architecture") else (1 if cfg.get("parallel_attn", True) else 2)
         extra = dict(mlp="plain", norm="layernorm", norms_per_layer=norms,
                      qkv_bias=bool(cfg.get("bias")), o_bias=bool(cfg.get("bias")), mlp_bias=bool(cfg.get("bias")))
         tied = bool(cfg.get("tie_word_embeddings", True))
     elif model_type in ("gpt_neox", "gpt2", "gptj"):
         kv = heads
-        inter = int(_first(cfg, "intermediate_size", "n_inner", default=4 * hidden) or 4 * hidden)
+        inter = _whole(name, "intermediate_size", _first(cfg, "intermediate_size", "n_inner", default=4 * hidden) or 4 * hidden)
         extra = dict(mlp="plain", norm="layernorm", qkv_bias=True, o_bias=True, mlp_bias=True)
         tied = bool(cfg.get("tie_word_embeddings", model_type == "gpt2"))
     else:
-        kv = int(_first(cfg, "num_key_value_heads", default=heads))
-        inter = int(_first(cfg, "intermediate_size", default=4 * hidden))
+        kv = _whole(name, "num_key_value_heads", _first(cfg, "num_key_value_heads", default=heads))
+        inter = _whole(name, "intermediate_size", _first(cfg, "intermediate_size", default=4 * hidden))
+        if kv > heads or heads % kv:
+            raise ModelError(f"{name}: config.json has {kv} key-value heads for {heads} attention heads; "
+                             f"the attention heads must be a multiple of them")
         extra = dict(
             norms_per_layer=4 if model_type in _FOUR_NORM_TYPES else 2,
             qkv_bias=bool(cfg.get("attention_bias", model_type in ("qwen2", "qwen2_moe"))),
@@ -263,13 +296,16 @@ def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
             qk_norm=model_type in _QK_NORM_TYPES,
         )
         tied = bool(cfg.get("tie_word_embeddings", model_type.startswith("gemma")))
-    head_dim = int(cfg.get("head_dim") or hidden // heads)
-    experts = int(_first(cfg, "num_local_experts", "num_experts", default=0) or 0)
+    head_dim = _whole(name, "head_dim", cfg.get("head_dim") or max(1, hidden // heads))
+    experts = _whole(name, "num_experts", _first(cfg, "num_local_experts", "num_experts", default=0) or 0)
     moe = {}
     if experts:
-        moe = dict(num_experts=experts,
-                   experts_per_token=int(_first(cfg, "num_experts_per_tok", default=2)),
-                   moe_intermediate_size=int(_first(cfg, "moe_intermediate_size", default=inter)))
+        per_token = _whole(name, "num_experts_per_tok", _first(cfg, "num_experts_per_tok", default=min(2, experts)))
+        if per_token > experts:
+            raise ModelError(f"{name}: config.json routes each token to {per_token} of {experts} experts; "
+                             f"num_experts_per_tok must be at most num_experts")
+        moe = dict(num_experts=experts, experts_per_token=per_token,
+                   moe_intermediate_size=_whole(name, "moe_intermediate_size", _first(cfg, "moe_intermediate_size", default=inter)))
     return ModelSpec(
         name=name, family=_FAMILY_BY_MODEL_TYPE.get(model_type, model_type or "llama"),
         hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=head_dim,
@@ -280,11 +316,15 @@ def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
 
 def _load_config_file(path: Path, name: str) -> ModelSpec:
     try:
-        cfg = json.loads(path.read_text())
+        cfg = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ModelError(f"{path}: malformed config.json (line {e.lineno}: {e.msg}); fix the file or pass a catalog name") from None
+    except UnicodeDecodeError as e:
+        raise ModelError(f"{path}: config.json is not UTF-8 text (byte {e.start}); save it as UTF-8 JSON") from None
+    except (RecursionError, ValueError) as e:  # nesting too deep, an integer too long to read
+        raise ModelError(f"{path}: config.json cannot be read as a model config ({str(e)[:80]})") from None
     except OSError as e:
-        raise ModelError(f"{path}: cannot read config.json ({e.strerror})") from None
+        raise ModelError(f"{path}: cannot read config.json ({e.strerror or e})") from None
     return spec_from_config(cfg, name, str(path.parent))
 
 
@@ -321,13 +361,13 @@ def resolve(model: str, offline: bool | None = None) -> ModelSpec:
     spec = find_in_catalog(model)
     if spec:
         return spec
-    path = Path(model).expanduser()
-    if path.is_dir():
+    path, kind = _local(model)
+    if kind == "dir":
         cfg = path / "config.json"
         if not cfg.is_file():
             raise ModelError(f"{path} has no config.json; point --model at a Hugging Face model directory")
         return _load_config_file(cfg, path.name)
-    if path.is_file():
+    if kind == "file":
         return _load_config_file(path, path.parent.name or path.stem)
     if _SIZE.match(model):
         return generic_spec(model)
@@ -336,6 +376,19 @@ def resolve(model: str, offline: bool | None = None) -> ModelSpec:
     hint = suggestions(model)
     also = f"; did you mean {', '.join(hint)}?" if hint else "; run 'ftplan models' for the catalog"
     raise ModelError(f"unknown model {model!r}: not in the catalog, not a path, not a size like 7B{also}")
+
+
+def _local(text: str) -> tuple[Path, str]:
+    """(path, "dir" | "file" | "") for --model: a name too long for the filesystem, with a NUL
+    or a ~user that does not exist is simply not a local path."""
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # ~name with no such user or home
+        path = Path(text)
+    try:
+        return path, "dir" if path.is_dir() else "file" if path.is_file() else ""
+    except (OSError, ValueError):
+        return path, ""
 
 
 def _from_hub(repo_id: str, offline: bool | None) -> ModelSpec:

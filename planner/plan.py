@@ -3,6 +3,7 @@ renderer and the runner all read this one object; plan.toml is its serialisation
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
@@ -73,6 +74,18 @@ class ReportTo(StrEnum):
     WANDB = "wandb"
 
 
+class Scheduler(StrEnum):
+    COSINE = "cosine"
+    LINEAR = "linear"
+    CONSTANT = "constant"
+
+
+class Attention(StrEnum):
+    SDPA = "sdpa"
+    EAGER = "eager"
+    FLASH_ATTENTION_2 = "flash_attention_2"
+
+
 class DataFormat(StrEnum):
     AUTO = "auto"
     ALPACA = "alpaca"
@@ -98,6 +111,8 @@ REPORT_TO = values(ReportTo)
 ENGINES = values(Engine)
 SHARDS = values(Shard)
 FORMATS = values(DataFormat)
+SCHEDULERS = values(Scheduler)
+ATTENTIONS = values(Attention)
 # PEFT methods that add low-rank matrices (LoRA's A and B) to linear layers
 LOW_RANK = (Method.LORA, Method.QLORA, Method.DORA)
 
@@ -229,12 +244,18 @@ class Plan:
 
     @classmethod
     def from_dict(cls, d: dict) -> Plan:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        """A plan from plan.toml's [plan] table: unknown keys named, every value of its field's
+        type (a whole number where one belongs, never a boolean for a number)."""
+        if not isinstance(d, dict):
+            raise PlanError("plan.toml's [plan] is not a table of settings; render the run again")
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(d) - set(known))
         if unknown:
             raise PlanError(f"plan has unknown settings {', '.join(unknown)}; remove them or re-render with this ftplan")
         if "model" not in d:
             raise PlanError("plan has no model; set model = \"...\"")
+        for name, value in d.items():
+            _check_type(name, value, known[name])
         return cls(**d)
 
     @classmethod
@@ -244,9 +265,23 @@ class Plan:
                 data = tomllib.load(f)
         except FileNotFoundError:
             raise PlanError(f"{path} not found; render a run directory first (ftplan render -o DIR)") from None
+        except IsADirectoryError:
+            raise PlanError(f"{path} is a directory; give the plan.toml inside a run directory") from None
         except tomllib.TOMLDecodeError as e:
             raise PlanError(f"{path} is not valid TOML ({e}); fix it or render again") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise PlanError(f"{path} cannot be read ({getattr(e, 'strerror', None) or e}); give the plan.toml of a run directory") from None
         return cls.from_dict(data.get("plan", data))
+
+
+def _check_type(name: str, value, kind: str) -> None:
+    ok = {"str": isinstance(value, str),
+          "bool": isinstance(value, bool),
+          "int": isinstance(value, int) and not isinstance(value, bool),
+          "float": isinstance(value, (int, float)) and not isinstance(value, bool)}.get(kind, True)
+    if not ok:
+        want = {"str": "a string", "bool": "true or false", "int": "a whole number", "float": "a number"}[kind]
+        raise PlanError(f"plan setting {name} = {value!r} must be {want}; fix plan.toml or render again")
 
 
 def _choice(name: str, value, choices) -> None:
@@ -271,17 +306,10 @@ def validate(plan: Plan, model=None) -> Plan:
     for name, low, high in (("batch", 1, MAX_BATCH), ("seq_len", 8, MAX_SEQ_LEN), ("grad_accum", 1, 1_000_000),
                             ("gpus", 1, 1024), ("nodes", 1, 4096)):
         value = getattr(plan, name)
-        if not isinstance(value, int) or not low <= value <= high:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             flag = "--" + name.replace("_", "-")
             raise PlanError(f"{flag} must be a whole number from {low} to {high:,} (got {value})")
-    if plan.is_low_rank:
-        if not 1 <= plan.rank <= 4096:
-            raise PlanError(f"--rank must be from 1 to 4096 (got {plan.rank})")
-        if not 0.0 <= plan.dropout < 1.0:
-            raise PlanError(f"--dropout must be in [0, 1) (got {plan.dropout})")
     if plan.method == "prefix":
-        if not 1 <= plan.virtual_tokens <= 4096:
-            raise PlanError(f"--virtual-tokens must be from 1 to 4096 (got {plan.virtual_tokens})")
         if plan.grad_ckpt:
             raise PlanError("prefix tuning cannot use gradient checkpointing in PEFT (the prefix cache breaks the recompute); drop --grad-ckpt")
     if plan.loss != "standard" and plan.method == "prefix":
@@ -308,12 +336,26 @@ def validate(plan: Plan, model=None) -> Plan:
         raise PlanError("the chunked and fused losses call the decoder directly, past the engine's wrapper; use --loss standard on several GPUs or with ZeRO/FSDP")
     if plan.task == "dpo" and plan.method == "full" and plan.shards_params:
         raise PlanError("DPO full fine-tuning keeps an unsharded reference model; with ZeRO-3/FSDP use a PEFT method (the reference is the adapter-free model) or --zero 2")
-    if not 0 < plan.learning_rate < 1:
-        raise PlanError(f"learning rate must be between 0 and 1 (got {plan.learning_rate})")
-    if not 0.0 <= plan.eval_fraction < 0.5:
-        raise PlanError(f"eval fraction must be in [0, 0.5) (got {plan.eval_fraction})")
-    if plan.max_steps < 0 or plan.epochs <= 0:
-        raise PlanError("epochs must be positive and max_steps zero or positive")
+    _choice("scheduler", plan.scheduler, SCHEDULERS)
+    _choice("attn", plan.attn, ATTENTIONS)
+    for name, low, high, open_low in (("learning_rate", 0.0, 1.0, True), ("epochs", 0.0, 10_000.0, True),
+                                      ("warmup_ratio", 0.0, 0.9, False), ("weight_decay", 0.0, 10.0, False),
+                                      ("max_grad_norm", 0.0, 1e6, True), ("eval_fraction", 0.0, 0.49, False),
+                                      ("dropout", 0.0, 0.99, False), ("dpo_beta", 0.0, 100.0, True)):
+        value = getattr(plan, name)
+        if not (math.isfinite(value) and (value > low if open_low else value >= low) and value <= high):
+            lower = f"above {low:g}" if open_low else f"at least {low:g}"
+            raise PlanError(f"--{name.replace('_', '-')} must be a finite number {lower} and at most {high:g} (got {value})")
+    for name, low, high in (("max_steps", 0, 10**9), ("seed", 0, 2**32 - 1), ("save_steps", 1, 10**9),
+                            ("logging_steps", 1, 10**9), ("eval_steps", 1, 10**9), ("rank", 1, 4096),
+                            ("alpha", 1, 1_000_000), ("virtual_tokens", 1, 4096)):
+        value = getattr(plan, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise PlanError(f"--{name.replace('_', '-')} must be a whole number from {low:,} to {high:,} (got {value})")
+    for name in ("model", "targets", "output_dir", "run_name"):
+        value = getattr(plan, name)
+        if not isinstance(value, str) or not value.strip() or len(value) > 4096 or "\x00" in value:
+            raise PlanError(f"{name} must be a non-empty string of at most 4,096 characters (got {str(value)[:40]!r})")
     if model is not None:
         _validate_against_model(plan, model)
     return plan

@@ -28,6 +28,7 @@ def run(args) -> int:
     c = output.console()
     c.print(f"{stats.path}: {stats.rows:,} rows, {stats.tokens:,} tokens, format {stats.format} ({stats.task}); every row valid",
             markup=False)
-    c.print("token length percentiles: " + ", ".join(f"p{k} {v}" for k, v in stats.percentiles.items()) + f"  [{stats.tokenizer}]")
+    c.print("token length percentiles: " + ", ".join(f"p{k} {v}" for k, v in stats.percentiles.items())
+            + f"  ({stats.tokenizer})", markup=False)
     c.print(f"recommended max length: {stats.recommended_max_length()} (rule max_length.data)")
     return 0

@@ -43,7 +43,7 @@ def run(args) -> int:
     c = output.console()
     root = _free_dir(Path(args.dir)).resolve()
     t0 = time.perf_counter()
-    c.print(f"[bold]1. model[/]  building a tiny Llama-shaped model and tokenizer in {root / 'model'} (random weights, no download)")
+    c.print(f"[bold]1. model[/]  building a tiny Llama-shaped model and tokenizer in {output.esc(root / 'model')} (random weights, no download)")
     model_dir = tiny.build_tiny(root / "model")
     model = models.resolve(str(model_dir))
     dataset = tiny.DATA_DIR / "instructions.jsonl"
@@ -59,7 +59,7 @@ def run(args) -> int:
     run_dir = root / "run"
     result = render.render(plan, model, run_dir, str(model_dir), str(dataset), stats.format,
                            command=f"ftplan demo --dir {shlex.quote(str(root))}", estimate=est)
-    c.print(f"[bold]4. render[/] {', '.join(f.name for f in result.files)} in {run_dir}")
+    c.print(f"[bold]4. render[/] {', '.join(f.name for f in result.files)} in {output.esc(run_dir)}")
     c.print("[bold]5. run[/]    training on the CPU through the runner")
     code = follow(process.run(run_dir), as_json=args.json)
     losses = [m["loss"] for m in _metrics(run_dir) if m.get("event") == "step"]
@@ -67,12 +67,12 @@ def run(args) -> int:
         return code
     c.print(f"\nloss {losses[0]:.3f} -> {losses[-1]:.3f} in {len(losses) * plan.logging_steps} steps; "
             f"{time.perf_counter() - t0:.0f} s in all")
-    c.print(f"everything is in {root}:")
-    c.print(f"  model    {model_dir}")
-    c.print(f"  script   {run_dir / 'train.py'}  (launch: {run_dir / 'launch.sh'})")
-    c.print(f"  metrics  {run_dir / 'metrics.jsonl'}   logs: stdout.log, stderr.log, status.json")
-    c.print(f"  adapter  {run_dir / plan.output_dir / 'final'}")
-    c.print(result.next_steps)
+    c.print(f"everything is in {output.esc(root)}:")
+    c.print(f"  model    {output.esc(model_dir)}")
+    c.print(f"  script   {output.esc(run_dir / 'train.py')}  (launch: {output.esc(run_dir / 'launch.sh')})")
+    c.print(f"  metrics  {output.esc(run_dir / 'metrics.jsonl')}   logs: stdout.log, stderr.log, status.json")
+    c.print(f"  adapter  {output.esc(run_dir / plan.output_dir / 'final')}")
+    c.print(output.esc(result.next_steps))
     return 0
 
 

@@ -22,7 +22,7 @@ def run(args) -> int:
     if det.gpus:
         c.print(f"Detected (driver {det.driver_version}, CUDA {det.cuda_version}):")
         for g in det.gpus:
-            c.print(f"  [{g.index}] {g.name}: {output.gib(g.total_bytes)} total, {output.gib(g.free_bytes)} free, "
+            c.print(f"  {output.esc(f'[{g.index}]')} {output.esc(g.name)}: {output.gib(g.total_bytes)} total, {output.gib(g.free_bytes)} free, "
                     f"compute {g.compute_capability}, bf16 {'yes' if g.bf16 else 'no'}"
                     + (f" (catalog: {g.catalog_name})" if g.catalog_name else ""))
     else:

@@ -91,7 +91,9 @@ def run(args) -> int:
 
 
 def _render_section(plan_path: Path) -> dict:
+    """plan.toml's [render] table (model and data paths): strings only, anything else ignored."""
     import tomllib
 
     with open(plan_path, "rb") as f:
-        return tomllib.load(f).get("render", {})
+        section = tomllib.load(f).get("render", {})
+    return {k: v for k, v in section.items() if isinstance(v, str)} if isinstance(section, dict) else {}

@@ -49,9 +49,9 @@ def follow(events, as_json: bool = False) -> int:
             elif isinstance(ev, Eval) and not as_json:
                 progress.console.print(f"step {ev.step}: eval loss {ev.eval_loss:.4f}")
             elif isinstance(ev, Checkpoint) and not as_json:
-                progress.console.print(f"step {ev.step}: checkpoint {ev.path} ({ev.reason})")
+                progress.console.print(f"step {ev.step}: checkpoint {output.esc(ev.path)} ({output.esc(ev.reason)})")
             elif isinstance(ev, LogLine) and not as_json and ev.text.strip():
-                progress.console.print(f"[dim]{ev.text}[/]")
+                progress.console.print(f"[dim]{output.esc(ev.text)}[/]")
             elif isinstance(ev, Finished):
                 finished = ev
     if finished is None:
@@ -60,11 +60,11 @@ def follow(events, as_json: bool = False) -> int:
         colour = {"succeeded": "green", "interrupted": "yellow"}.get(finished.state, "red")
         c.print(f"[{colour}]{finished.state}[/] at step {finished.last_step} (exit code {finished.exit_code})")
         if finished.output:
-            c.print(f"output: {finished.output}")
+            c.print(f"output: {output.esc(finished.output)}")
         if finished.diagnosis:
             d = finished.diagnosis
-            c.print(f"[bold]{d.name}[/]: {d.cause}")
+            c.print(f"[bold]{output.esc(d.name)}[/]: {output.esc(d.cause)}")
             for a in d.advice:
-                c.print(f"  - {a}")
-            c.print(f"[dim]source: {d.source}[/]")
+                c.print(f"  - {output.esc(a)}")
+            c.print(f"[dim]source: {output.esc(d.source)}[/]")
     return finished.exit_code

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except FtplanError as e:
         if verbose:
             raise
-        print(f"ftplan: error: {e}", file=sys.stderr)
+        print(f"ftplan: error: {' '.join(str(e).split())}", file=sys.stderr)  # always one line
         return e.exit_code
     except KeyboardInterrupt:
         print("ftplan: interrupted", file=sys.stderr)

@@ -1,0 +1,167 @@
+"""Hostile input never crashes ftplan and never half-runs: every command answers exit 0 or 2,
+never a traceback, and a render that fails leaves nothing behind. Property-based (hypothesis),
+run in-process through the CLI's own main()."""
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from planner.cli.main import main  # noqa: E402
+from planner.plan import Plan  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = str(ROOT / "runner/data/instructions.jsonl")
+FAST = settings(max_examples=300, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def ftplan(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_line_error(code: int, err: str) -> None:
+    assert code in (0, 2), (code, err)
+    if code == 2:
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("ftplan: error: "), err
+        assert "Traceback" not in err
+
+
+NUMBERS = st.one_of(
+    st.sampled_from(["nan", "inf", "-inf", "-1", "0", "1e309", "-0", "1.5", "true", "ten", "", " ", "0x10",
+                     "9" * 400, "1_000", "NaN", "+5"]),
+    st.integers(min_value=-10**12, max_value=10**12).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+)
+NUMERIC_FLAGS = ["--batch", "--seq-len", "--grad-accum", "--rank", "--alpha", "--dropout", "--virtual-tokens",
+                 "--gpus", "--nodes", "--dpo-beta", "--dataset-tokens", "--epochs", "--price"]
+
+
+@FAST
+@given(flag=st.sampled_from(NUMERIC_FLAGS), value=NUMBERS, command=st.sampled_from(["estimate", "capacity"]))
+def test_numeric_flags(flag, value, command):
+    argv = [command, "--model", "Llama-3.2-1B", "--gpu", "L4", flag, value]
+    if command == "capacity" and flag in ("--gpus", "--nodes", "--epochs"):
+        return
+    code, _, err = ftplan(*argv)
+    one_line_error(code, err)
+    if code == 0 and flag in ("--batch", "--seq-len", "--rank", "--gpus", "--nodes"):
+        assert float(value) >= 1
+
+
+@FAST
+@given(name=st.text(min_size=1, max_size=300).filter(lambda s: not s.startswith("-")))
+def test_model_names(name):
+    code, _, err = ftplan("estimate", "--model", name, "--gpu", "L4")
+    one_line_error(code, err)
+
+
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(min_value=-10**30, max_value=10**30),
+                   st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
+                   st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+FIELDS = [f for f in Plan.__dataclass_fields__ if f != "model"]
+
+
+def _toml_value(v) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else ("inf" if v == math.inf else "-inf" if v == -math.inf else repr(v))
+    if isinstance(v, (int, str)):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(json.dumps(x) for x in v) + "]"
+    return "{" + ", ".join(f"{json.dumps(k)} = {x}" for k, x in v.items()) + "}"
+
+
+@FAST
+@given(changes=st.dictionaries(st.sampled_from(FIELDS), VALUES, min_size=1, max_size=3))
+def test_tampered_plan_toml(tmp_path_factory, changes):
+    tmp = tmp_path_factory.mktemp("plan")
+    lines = ["[plan]", 'model = "Llama-3.2-1B"']
+    for key, value in changes.items():
+        text = _toml_value(value)
+        if text is not None:
+            lines.append(f"{key} = {text}")
+    (tmp / "plan.toml").write_text("\n".join(lines) + "\n")
+    out = tmp / "run"
+    code, _, err = ftplan("render", "--plan", tmp / "plan.toml", "--data", DATA, "-o", out, "--gpu", "H100-SXM")
+    one_line_error(code, err)
+    if code == 2:
+        assert not out.exists() and [p.name for p in tmp.iterdir()] == ["plan.toml"]
+    else:
+        train = (out / "train.py").read_text()
+        compile(train, "train.py", "exec")
+        assert "= True\n" not in train.split("MICRO_BATCH")[1][:20]
+
+
+CONFIG_VALUES = st.one_of(st.none(), st.booleans(), st.integers(min_value=-10**6, max_value=10**6),
+                          st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=10),
+                          st.lists(st.integers(min_value=0, max_value=100), max_size=3))
+CONFIG_KEYS = ["hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size",
+               "vocab_size", "head_dim", "tie_word_embeddings", "num_local_experts", "num_experts_per_tok",
+               "model_type", "architectures", "text_config", "max_position_embeddings", "moe_intermediate_size"]
+LLAMA = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 256, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 512, "vocab_size": 1000}
+
+
+@FAST
+@given(changes=st.dictionaries(st.sampled_from(CONFIG_KEYS), CONFIG_VALUES, min_size=1, max_size=3))
+def test_hostile_model_configs(tmp_path_factory, changes):
+    tmp = tmp_path_factory.mktemp("model")
+    (tmp / "config.json").write_text(json.dumps({**LLAMA, **changes}, allow_nan=True))
+    code, out, err = ftplan("estimate", "--model", tmp, "--gpu", "L4", "--method", "full", "--json")
+    one_line_error(code, err)
+    if code == 0:
+        d = json.loads(out)
+        assert d["total_params"] > 0 and d["total_bytes"] > 0
+
+
+@pytest.mark.parametrize("content", [b"[]", b'"running"', b"null", b"\xff\xfe\x00", b'{"state": "running", "pid": 99999999999999999999, "runner_pid": -5}',
+                                     b'{"state": "running", "runner_pid": "x"}', b"{"])
+def test_corrupt_status_files_are_never_trusted(tmp_path, content):
+    from runner import status
+
+    (tmp_path / "status.json").write_bytes(content)
+    assert isinstance(status.read(tmp_path), dict)
+    assert status.is_running(tmp_path) is False
+
+
+JSONISH = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20)),
+                       lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                       max_leaves=12)
+ROW_KEYS = st.sampled_from(["instruction", "input", "output", "conversations", "messages", "text", "prompt", "chosen",
+                            "rejected", "from", "value", "role", "content"])
+
+
+@FAST
+@given(rows=st.lists(st.one_of(st.dictionaries(ROW_KEYS, JSONISH, min_size=1, max_size=4), JSONISH), min_size=1, max_size=5),
+       raw=st.sampled_from(["", "{", "\ud800", "[" * 5000, '{"instruction": "' + "9" * 5000 + '"}']))
+def test_hostile_data_rows(tmp_path_factory, rows, raw):
+    tmp = tmp_path_factory.mktemp("data")
+    path = tmp / "train.jsonl"
+    text = "".join(json.dumps(r) + "\n" for r in rows) + raw
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    code, _, err = ftplan("data", path)
+    one_line_error(code, err)
+
+
+@pytest.mark.parametrize("name", ["[bold]run", "r[/]un", "[red]x[/red]", "a]b[c"])
+def test_markup_in_user_strings_is_printed_as_written(tmp_path, name):
+    out = tmp_path / name
+    code, stdout, err = ftplan("render", "--model", "Llama-3.2-1B", "--gpu", "H100-SXM", "--data", DATA, "-o", out,
+                               "--run-name", name)
+    assert code == 0, err
+    assert str(out) in stdout.replace("\n", "")
