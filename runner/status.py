@@ -41,11 +41,12 @@ def now() -> str:
 def is_running(run_dir: Path) -> bool:
     """A live process owns this directory (a stale 'running' from a crash does not count)."""
     st = read(run_dir)
-    if st.get("state") != "running" or not st.get("runner_pid"):
-        return False
+    pid = st.get("runner_pid")
+    if st.get("state") != "running" or isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31:
+        return False  # a pid that is no process's (0 and negatives would address process groups)
     try:
-        os.kill(int(st["runner_pid"]), 0)
-    except (ProcessLookupError, ValueError):
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True

@@ -63,8 +63,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ftplan: error: {' '.join(str(e).split())}", file=sys.stderr)  # always one line
         return e.exit_code
+    except BrokenPipeError:
+        return 0
+    except OSError as e:  # the user's filesystem said no: a path, a permission, a full disk
+        if verbose:
+            raise
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"ftplan: error: {where}{e.strerror or e}; check the path, its permissions and free space", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("ftplan: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
+
