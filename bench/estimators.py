@@ -34,7 +34,7 @@ def accelerate_training_bytes(spec: models.ModelSpec, plan: Plan) -> int:
     return int(spec.total_params() * dtype_bytes * 4)
 
 
-def seed_table_bytes(spec: models.ModelSpec, plan: Plan) -> int:
+def guides_table_bytes(spec: models.ModelSpec, plan: Plan) -> int:
     column = plan.method if plan.method in SEED_7B_GB else "lora"
     return int(SEED_7B_GB[column] * 1e9 * spec.total_params() / 7e9)
 
@@ -50,15 +50,15 @@ def rows() -> list[dict]:
         spec = models.resolve(plan.model)
         out.append({"run": r, "plan": plan, "measured": r["measured_nvml_peak_bytes"], "oom": r["oom"],
                     "ftplan": memory.total_bytes(spec, plan), "accelerate": accelerate_training_bytes(spec, plan),
-                    "seed_table": seed_table_bytes(spec, plan)})
+                    "guides_table": guides_table_bytes(spec, plan)})
     return out
 
 
 def main() -> None:
     table = rows()
-    print("| model | method | task | batch x seq | ckpt | loss | optim | measured GB | ftplan | accelerate | seed table |")
+    print("| model | method | task | batch x seq | ckpt | loss | optim | measured GB | ftplan | accelerate | guides' table |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    errors = {k: [] for k in ("ftplan", "accelerate", "seed_table")}
+    errors = {k: [] for k in ("ftplan", "accelerate", "guides_table")}
     for row in table:
         p = row["plan"]
         measured = "OOM" if row["oom"] else f"{row['measured'] / 1e9:.2f}"

@@ -33,7 +33,7 @@ def test_rules_are_well_formed_and_disagreements_resolved():
         assert "value" in r or "value_from" in r or r.get("computed") or r["sets"] == "max_length"
         if "overridden_by" in r:
             assert r["overridden_by"] in ids and r["resolution"]
-    # the seeds' known disagreement on rank for instruction following is recorded both ways
+    # the guides' known disagreement on rank for instruction following is recorded both ways
     assert any(r["id"] == "rank.instruction.003" and r["value"] == 64 for r in rules)
 
 

@@ -23,7 +23,7 @@ def test_every_recommendation_cites_a_known_rule_and_source():
         assert r.rule_id in RULE_IDS and r.source and r.why
 
 
-def test_rules_follow_the_seed_tables():
+def test_rules_follow_the_guides_tables():
     a = {r.setting: r.value for r in advise(examples=500, task_kind="code").recommendations}
     assert a["rank"] == 64 and a["alpha"] == 128          # 000: r=64 code generation; alpha = 2 x rank
     assert a["epochs"] == 3 and a["dropout"] == 0.05      # small data: 3 epochs, keep dropout
