@@ -47,8 +47,21 @@ class DataStats:
                 "recommended_max_length": self.recommended_max_length()}
 
 
-def read_rows(path: str | Path) -> tuple[list[dict], str]:
-    """All rows of a .json (a list of objects) or .jsonl file; DataError names the line."""
+MAX_REPORTED = 10  # bad rows named in one error; the rest are counted
+
+
+def _report(path: str, unit: str, errors: list[tuple[int, str]], total: int) -> None:
+    """One line for every bad row found (the first MAX_REPORTED named with their line), or nothing."""
+    if not errors:
+        return
+    named = "; ".join(f"{unit} {n}: {msg}" for n, msg in errors[:MAX_REPORTED])
+    more = f"; and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
+    raise DataError(f"{path}: {len(errors)} of {total} rows are invalid: {named}{more}")
+
+
+def read_rows(path: str | Path) -> tuple[list[dict], str, list[int]]:
+    """Every row of a .json (a list of objects) or .jsonl file, how rows are counted ("line" or
+    "item") and each row's line (or item) number; DataError names the bad ones."""
     try:
         p = Path(path).expanduser()
         found = p.is_file()
@@ -84,10 +97,10 @@ def read_rows(path: str | Path) -> tuple[list[dict], str]:
         unit = "line"
     if not numbered:
         raise DataError(f"{p}: the file has no rows")
-    for n, row in numbered:
-        if not isinstance(row, dict):
-            raise DataError(f"{p}: {unit} {n}: expected a JSON object, got {type(row).__name__}")
-    return [row for _, row in numbered], unit
+    if not any(isinstance(row, dict) for _, row in numbered):
+        raise DataError(f"{p}: no row is a JSON object; each row must be one object such as "
+                        '{"instruction": ..., "output": ...}')
+    return [row for _, row in numbered], unit, [n for n, _ in numbered]
 
 
 def detect_format(row: dict) -> str:
@@ -102,39 +115,49 @@ def detect_format(row: dict) -> str:
                     "(prompt/chosen/rejected), or pass --data-format")
 
 
-def _check_turns(turns, fmt: dict, where: str) -> None:
+def _turn_errors(turns, fmt: dict) -> list[str]:
     key_role, key_text = fmt["turn_keys"]
     if not isinstance(turns, list) or not turns:
-        raise DataError(f"{where}: '{fmt['required'][0]}' must be a non-empty list of turns")
+        return [f"'{fmt['required'][0]}' must be a non-empty list of turns"]
     assistant = False
     for i, t in enumerate(turns):
         if not isinstance(t, dict) or key_role not in t or key_text not in t:
-            raise DataError(f"{where}: turn {i + 1} needs '{key_role}' and '{key_text}'")
-        role = fmt["roles"].get(str(t[key_role]))
+            return [f"turn {i + 1} needs '{key_role}' and '{key_text}'"]
+        role = fmt["roles"].get(t[key_role]) if isinstance(t[key_role], str) else None
         if role is None:
-            raise DataError(f"{where}: turn {i + 1} has unknown {key_role} {t[key_role]!r}; use one of {', '.join(fmt['roles'])}")
+            return [f"turn {i + 1} has unknown {key_role} {str(t[key_role])[:20]!r}; use one of {', '.join(fmt['roles'])}"]
         if not isinstance(t[key_text], str):
-            raise DataError(f"{where}: turn {i + 1} '{key_text}' must be a string")
+            return [f"turn {i + 1} '{key_text}' must be a string"]
+        if role == "assistant" and not t[key_text].strip():
+            return [f"turn {i + 1} is an empty assistant turn: nothing to train on"]
         assistant = assistant or role == "assistant"
-    if not assistant:
-        raise DataError(f"{where}: no assistant turn to train on")
+    return [] if assistant else ["no assistant turn to train on"]
 
 
-def validate_rows(rows: list[dict], fmt_id: str, path: str, unit: str = "line") -> None:
+def row_errors(row: dict, fmt_id: str) -> list[str]:
+    """What is wrong with one row of a format (empty when it is valid)."""
+    if not isinstance(row, dict):
+        return [f"expected a JSON object, got {type(row).__name__}"]
     fmt = formats()[fmt_id]
-    for n, row in enumerate(rows, start=1):
-        where = f"{path}: {unit} {n}" if unit == "item" else f"{path}: row {n}"
-        for key in fmt["required"]:
-            if key not in row:
-                raise DataError(f"{where}: missing field '{key}' ({fmt['name']} rows need {', '.join(fmt['required'])})")
-        if "turn_keys" in fmt:
-            _check_turns(row[fmt["required"][0]], fmt, where)
-            continue
-        for key in fmt["required"] + [k for k in fmt.get("optional", ()) if k in row]:
-            if not isinstance(row[key], str):
-                raise DataError(f"{where}: field '{key}' must be a string, got {type(row[key]).__name__}")
-        if not row[fmt["required"][-1]].strip():
-            raise DataError(f"{where}: field '{fmt['required'][-1]}' is empty")
+    missing = [k for k in fmt["required"] if k not in row]
+    if missing:
+        return [f"missing field '{missing[0]}' ({fmt['name']} rows need {', '.join(fmt['required'])})"]
+    if "turn_keys" in fmt:
+        return _turn_errors(row[fmt["required"][0]], fmt)
+    for key in fmt["required"] + [k for k in fmt.get("optional", ()) if k in row]:
+        if not isinstance(row[key], str):
+            return [f"field '{key}' must be a string, got {type(row[key]).__name__}"]
+    # the text that is trained on (the answer, both preference answers) must not be blank
+    trained = ["chosen", "rejected"] if fmt_id == "preference" else [fmt["required"][-1]]
+    blank = [k for k in trained + ["prompt" if fmt_id == "preference" else ""] if k and not row[k].strip()]
+    return [f"field '{blank[0]}' is empty"] if blank else []
+
+
+def validate_rows(rows: list[dict], fmt_id: str, path: str, unit: str = "line", numbers: list[int] | None = None) -> None:
+    """Every row checked; one DataError naming the bad rows (up to MAX_REPORTED) and their count."""
+    numbers = numbers or list(range(1, len(rows) + 1))
+    errors = [(n, e[0]) for n, row in zip(numbers, rows) if (e := row_errors(row, fmt_id))]
+    _report(path, unit, errors, len(rows))
 
 
 def row_text(row: dict, fmt_id: str) -> str:
@@ -165,15 +188,15 @@ def _local_tokenizer(model_path: str | None):
 
 
 def inspect(path: str, task: str = "sft", data_format: str = "auto", model_path: str | None = None) -> DataStats:
-    rows, unit = read_rows(path)
-    fmt_id = detect_format(rows[0]) if data_format == "auto" else data_format
+    rows, unit, numbers = read_rows(path)
+    fmt_id = detect_format(next(r for r in rows if isinstance(r, dict))) if data_format == "auto" else data_format
     if fmt_id not in formats():
         raise DataError(f"unknown --data-format {fmt_id!r}")
     want = formats()[fmt_id]["task"]
     if want != task:
         raise DataError(f"{path}: {formats()[fmt_id]['name']} data is for {want.upper()}, not {task.upper()}; "
                         f"use --task {want} or a {'preference' if task == 'dpo' else 'instruction'} dataset")
-    validate_rows(rows, fmt_id, str(path), unit)
+    validate_rows(rows, fmt_id, str(path), unit, numbers)
     tok = _local_tokenizer(model_path)
     texts = [row_text(r, fmt_id) for r in rows]
     if tok is not None:

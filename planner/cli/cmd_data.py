@@ -18,8 +18,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     task = args.task
     if task is None:
-        rows, _ = data.read_rows(args.path)
-        fmt = data.detect_format(rows[0]) if args.data_format == "auto" else args.data_format
+        rows, _, _ = data.read_rows(args.path)
+        fmt = data.detect_format(next(r for r in rows if isinstance(r, dict))) if args.data_format == "auto" else args.data_format
         task = data.formats().get(fmt, {}).get("task", "sft")
     stats = data.inspect(args.path, task=task, data_format=args.data_format, model_path=args.model_path)
     if args.json:

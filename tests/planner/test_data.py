@@ -22,7 +22,7 @@ def test_a_bad_row_is_named_by_line_and_field(tmp_path):
     p = tmp_path / "d.jsonl"
     rows = [{"instruction": "a", "output": "b"}] * 3 + [{"instruction": "a"}]
     p.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(DataError, match=r"row 4: missing field 'output'"):
+    with pytest.raises(DataError, match=r"1 of 4 rows are invalid: line 4: missing field 'output'"):
         data.inspect(str(p))
     p.write_text('{"instruction": "a", "output": "b"}\n{broken\n')
     with pytest.raises(DataError, match="line 2: invalid JSON"):
@@ -47,3 +47,24 @@ def test_task_and_format_must_agree(dataset):
 def test_real_tokenizer_is_used_when_the_model_is_local(dataset, tiny_model):
     stats = data.inspect(str(dataset("alpaca")), model_path=str(tiny_model))
     assert "tokenizer" in stats.tokenizer and "approximate" not in stats.tokenizer
+
+
+def test_every_bad_row_is_reported_by_its_line_with_a_count(tmp_path):
+    """All errors up to a limit, numbered by the file's own lines (blank lines counted), and how
+    many in all; blank answers and empty assistant turns are errors, not valid rows."""
+    p = tmp_path / "d.jsonl"
+    good = json.dumps({"instruction": "a", "output": "b"})
+    lines = [good, "", json.dumps({"instruction": "a", "output": "  "}), "[1, 2]"] + [json.dumps({"instruction": "x"})] * 12
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as e:
+        data.inspect(str(p))
+    message = str(e.value)
+    assert "14 of 15 rows are invalid" in message and "\n" not in message
+    assert "line 3: field 'output' is empty" in message and "line 4: expected a JSON object" in message
+    assert f"and {14 - data.MAX_REPORTED} more" in message
+    p.write_text(json.dumps({"prompt": "q", "chosen": "\t ", "rejected": "no"}) + "\n")
+    with pytest.raises(DataError, match="field 'chosen' is empty"):
+        data.inspect(str(p), task="dpo")
+    p.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " "}]}) + "\n")
+    with pytest.raises(DataError, match="empty assistant turn"):
+        data.inspect(str(p))
