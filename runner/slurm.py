@@ -47,30 +47,47 @@ def submit(run_dir: str | Path, sbatch_args: tuple[str, ...] = ()) -> str:
     return job_id
 
 
+SCONTROL_TIMEOUT_S = 30   # one scontrol call
+UNANSWERED_S = 120        # no state from SLURM and no log: the job is not coming
+
+
 def _job_state(job_id: str | None) -> str | None:
     """SLURM's state of the job (PENDING, RUNNING, COMPLETED, ...), or None once it has left
     the controller's memory."""
-    if not job_id or shutil.which("scontrol") is None:
-        return None
-    proc = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True)
-    m = re.search(r"JobState=(\w+)", proc.stdout)
+    m = re.search(r"JobState=(\w+)", _scontrol(job_id))
     return m.group(1) if m else None
 
 
+def _scontrol(job_id: str | None) -> str:
+    """`scontrol show job`'s answer; empty when SLURM is absent or does not answer in time."""
+    if not job_id or shutil.which("scontrol") is None:
+        return ""
+    try:
+        return subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True,
+                              timeout=SCONTROL_TIMEOUT_S).stdout
+    except (subprocess.TimeoutExpired, OSError):
+        return ""
+
+
 def _exit_code(job_id: str) -> int | None:
-    proc = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True)
-    m = re.search(r"\bExitCode=(\d+):(\d+)", proc.stdout)
+    m = re.search(r"\bExitCode=(\d+):(\d+)", _scontrol(job_id))
     return int(m.group(1)) if m else None
 
 
-def follow(run_dir: str | Path, poll_s: float = 1.0, timeout_s: float | None = None) -> Iterator:
-    """Yield the job's events from its log until SLURM says it ended; the last is Finished."""
+def follow(run_dir: str | Path, poll_s: float = 1.0, timeout_s: float | None = None,
+           silent_s: float | None = None) -> Iterator:
+    """Yield the job's events from its log until SLURM says it ended; the last is Finished.
+    When the scheduler does not know the job (or does not answer) and it has written no log,
+    give up after `silent_s` (UNANSWERED_S) rather than wait for ever."""
     run_dir = Path(run_dir).resolve()
     st = status.read(run_dir)
     job_id = st.get("job_id")
-    if not job_id:
+    if isinstance(job_id, bool) or not isinstance(job_id, (str, int)) or not re.fullmatch(r"\d+(_\d+)?", str(job_id)):
         raise RunError(f"{run_dir} has no submitted job; submit it with ftplan submit {run_dir}")
-    log_path = Path(st.get("log") or run_dir / f"slurm-{job_id}.out")
+    job_id = str(job_id)
+    log = st.get("log")
+    log_path = Path(log) if isinstance(log, str) and log else run_dir / f"slurm-{job_id}.out"
+    silent_s = UNANSWERED_S if silent_s is None else silent_s
     metrics: list[dict] = []
     last_step, offset, buffer = 0, 0, ""
     start = time.monotonic()
@@ -92,6 +109,9 @@ def follow(run_dir: str | Path, poll_s: float = 1.0, timeout_s: float | None = N
         if state in DONE_STATES or state is None and log_path.exists() and any(
                 m.get("event") in ("finished", "failed", "interrupted") for m in metrics):
             break
+        if state is None and not log_path.exists() and time.monotonic() - start > silent_s:
+            raise RunError(f"SLURM does not know job {job_id} (or does not answer) and it has written no log in "
+                           f"{silent_s:.0f} s; check it with squeue/sacct, then ftplan run {run_dir} again")
         if timeout_s is not None and time.monotonic() - start > timeout_s:
             raise RunError(f"job {job_id} still {state} after {timeout_s:.0f} s; follow it later with ftplan run {run_dir}")
         time.sleep(poll_s)

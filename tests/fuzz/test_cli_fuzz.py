@@ -165,3 +165,29 @@ def test_markup_in_user_strings_is_printed_as_written(tmp_path, name):
                                "--run-name", name)
     assert code == 0, err
     assert str(out) in stdout.replace("\n", "")
+
+
+STATUS = st.one_of(JSONISH.map(lambda v: json.dumps(v).encode()), st.binary(max_size=40),
+                   st.fixed_dictionaries({"state": st.sampled_from(["running", "submitted", "succeeded", "x"]),
+                                          "job_id": JSONISH, "runner_pid": JSONISH, "pid": JSONISH,
+                                          "log": JSONISH}).map(lambda d: json.dumps(d).encode()))
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=STATUS)
+def test_corrupt_status_json_in_run_and_submit(tmp_path_factory, monkeypatch, content):
+    """A run directory whose status.json is anything at all: run and submit answer in one line or
+    run; a directory that is not a rendered run (no launch.sh) is refused before anything is
+    written. SLURM's silence is bounded (no real scheduler here: scontrol is absent)."""
+    from runner import slurm
+
+    monkeypatch.setattr(slurm, "UNANSWERED_S", 0.0)
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: None)
+    tmp = tmp_path_factory.mktemp("run")
+    (tmp / "status.json").write_bytes(content)
+    before = sorted(p.name for p in tmp.iterdir())
+    for argv in (("run", tmp), ("submit", tmp, "--no-follow")):
+        code, _, err = ftplan(*argv)
+        one_line_error(code, err)
+    assert sorted(p.name for p in tmp.iterdir()) == before and (tmp / "status.json").read_bytes() == content
