@@ -247,6 +247,18 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
     return files
 
 
+def _check_name(run_dir: Path) -> None:
+    """A run directory's path must be UTF-8 text without control characters: the scripts,
+    the launch commands and SLURM all carry it."""
+    text = str(run_dir.absolute())
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RenderError(f"the run directory's path {text!r} is not UTF-8 text; choose another -o") from None
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise RenderError(f"the run directory's path {text!r} holds a control character; choose another -o")
+
+
 def _write_all(run_dir: Path, files: dict[str, str]) -> None:
     """Write every file or none: into a new folder beside the run directory, then moved into
     place (the whole folder when the run directory is new, file by file when it exists)."""
@@ -272,15 +284,16 @@ def _write_all(run_dir: Path, files: dict[str, str]) -> None:
             staging.rmdir()
         else:
             os.replace(staging, run_dir)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         shutil.rmtree(staging, ignore_errors=True)
-        raise RenderError(f"cannot write {run_dir} ({e.strerror or e}); choose another -o") from None
+        raise RenderError(f"cannot write {run_dir} ({getattr(e, 'strerror', None) or e}); choose another -o") from None
 
 
 def render(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, data_path: str, data_format: str,
            command: str, estimate: memory.Estimate | None = None, recommendations=(), force: bool = False,
            dataset_tokens: int | None = None) -> RenderResult:
     run_dir = Path(run_dir)
+    _check_name(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RenderError(f"{run_dir} is a file; give -o a directory")
     if run_dir.exists() and any(run_dir.iterdir()) and not force:

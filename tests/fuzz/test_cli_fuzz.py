@@ -191,3 +191,20 @@ def test_corrupt_status_json_in_run_and_submit(tmp_path_factory, monkeypatch, co
         code, _, err = ftplan(*argv)
         one_line_error(code, err)
     assert sorted(p.name for p in tmp.iterdir()) == before and (tmp / "status.json").read_bytes() == content
+
+
+@FAST
+@given(name=st.text(min_size=1, max_size=40).filter(lambda s: s not in (".", "..") and "/" not in s and "\x00" not in s))
+def test_odd_run_directory_names(tmp_path_factory, name):
+    import os
+
+    tmp = tmp_path_factory.mktemp("odd")
+    target = os.path.join(str(tmp), name)
+    code, _, err = ftplan("render", "--model", "Llama-3.2-1B", "--gpu", "H100-SXM", "--data", DATA, "-o", target)
+    one_line_error(code, err)
+    left = [p for p in os.listdir(tmp) if p.startswith(".ftplan-render-")]
+    assert not left
+    if code == 2:
+        assert os.listdir(tmp) == []
+    else:
+        assert os.path.isfile(os.path.join(target, "train.py"))
