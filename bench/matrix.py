@@ -170,7 +170,7 @@ PACKING = [
 
 # 2026-11-23, the 30B-class QLoRA on the H200 (141 GB): NF4 checkpoint built directly
 # (bench/prequant.py; bf16 files would not fit the machine's disk).
-# Batch 2 is what recommend.fit_batch picks for the H200; batch 4 is estimated at 153 GiB
+# Batch 2 is what the search (planner/search.py) picks for the H200; batch 4 is estimated at 153 GiB
 # (out of memory on 140 GB); batch 8 with checkpointing at 64 GiB.
 _Q32 = dict(model="Qwen2.5-32B", method="qlora", seq_len=2048, checkpoint="nf4", gpu="H200")
 QLORA_30B = [dict(_Q32, batch=2), dict(_Q32, batch=4), dict(_Q32, batch=8, grad_ckpt=True)]
