@@ -56,16 +56,40 @@ class Finished:
     output: str = ""
 
 
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**53
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)  # nan stays: it is a diagnosis
+
+
+# What each event the display reads must hold; a line that claims to be one of them and does
+# not is shown as text and never trusted.
+SHAPES = {"step": {"step": _count}, "eval": {"step": _count, "eval_loss": _number},
+          "checkpoint": {"step": _count, "path": lambda v: isinstance(v, str)}}
+OPTIONAL = {"total_steps": _count, "start_step": _count, "loss": _number, "tokens_per_s": _number,
+            "mem_reserved_gib": _number, "lr": _number}
+
+
 def parse(line: str) -> dict | None:
-    """The script's JSON event on this output line, or None for any other line."""
+    """The script's JSON event on this output line, or None for any other line (including a
+    line that names a known event but lacks its fields or holds the wrong types)."""
     line = line.strip()
     if not line.startswith("{"):
         return None
     try:
         event = json.loads(line)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return None
-    return event if isinstance(event, dict) and "event" in event else None
+    if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+        return None
+    need = SHAPES.get(event["event"], {})
+    if not all(k in event and ok(event[k]) for k, ok in need.items()):
+        return None
+    if not all(ok(event[k]) for k, ok in OPTIONAL.items() if k in event):
+        return None
+    return event
 
 
 def typed(event: dict):

@@ -208,3 +208,18 @@ def test_odd_run_directory_names(tmp_path_factory, name):
         assert os.listdir(tmp) == []
     else:
         assert os.path.isfile(os.path.join(target, "train.py"))
+
+
+@FAST
+@given(event=st.sampled_from(["start", "step", "eval", "checkpoint", "finished", 5, None]),
+       fields=st.dictionaries(st.sampled_from(["step", "total_steps", "start_step", "loss", "eval_loss", "path",
+                                               "tokens_per_s", "mem_reserved_gib"]), JSONISH, max_size=4))
+def test_corrupt_metric_lines_are_text_never_a_crash(event, fields):
+    """A line the script (or anything else) prints that looks like an event but is not one is
+    shown as text; the runner and the display never fail on it."""
+    from runner.events import LogLine, read_line
+
+    metrics: list[dict] = []
+    shown = read_line(json.dumps({"event": event, **fields}), metrics)
+    if shown is not None and not isinstance(shown, LogLine):
+        assert metrics and isinstance(getattr(shown, "step", 0), int)
