@@ -22,7 +22,9 @@ from runner.events import Finished, Metric, read_line
 OUTPUTS = ("metrics.jsonl", "stdout.log", "stderr.log", "checkpoints", "output", "status.json")
 
 
-def _check_dir(run_dir: Path, resume: bool, force: bool) -> None:
+def check_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    """Refuse, before anything is written, a directory that is not a rendered run, one that is
+    running, or one whose earlier outputs would be overwritten without --resume or --force."""
     if not (run_dir / "launch.sh").is_file():
         raise RunError(f"{run_dir} has no launch.sh; render a run directory first (ftplan render -o {run_dir})")
     if status.is_running(run_dir):
@@ -35,7 +37,7 @@ def _check_dir(run_dir: Path, resume: bool, force: bool) -> None:
         raise RunError(f"{run_dir} already has run outputs; resume with --resume, or pass --force to start over (deletes them)")
 
 
-def _clear_outputs(run_dir: Path) -> None:
+def clear_outputs(run_dir: Path) -> None:
     for name in OUTPUTS:
         p = run_dir / name
         if p.is_dir():
@@ -48,9 +50,9 @@ def run(run_dir: str | Path, resume: bool = False, force: bool = False, env: dic
     """Yield events until the script ends; the last is Finished. Interrupting the consumer
     (KeyboardInterrupt) forwards SIGINT to the script and still ends with Finished."""
     run_dir = Path(run_dir).resolve()
-    _check_dir(run_dir, resume, force)
+    check_dir(run_dir, resume, force)
     if force and not resume:
-        _clear_outputs(run_dir)
+        clear_outputs(run_dir)
     cmd = ["bash", str(run_dir / "launch.sh")] + (["--resume"] if resume else [])
     child_env = {**os.environ, "PYTHON": sys.executable, "PYTHONUNBUFFERED": "1", **(env or {})}
     stdout_log = open(run_dir / "stdout.log", "a")

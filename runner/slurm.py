@@ -31,8 +31,12 @@ def _slurm(cmd: list[str], what: str) -> str:
     return proc.stdout
 
 
-def submit(run_dir: str | Path, sbatch_args: tuple[str, ...] = ()) -> str:
-    """sbatch the run directory's slurm.sbatch; return the job id."""
+def submit(run_dir: str | Path, sbatch_args: tuple[str, ...] = (), resume: bool = False, force: bool = False) -> str:
+    """sbatch the run directory's slurm.sbatch (with --resume, continuing from the last
+    checkpoint); return the job id. A directory with earlier outputs is refused as ftplan run
+    refuses it, unless --resume or --force (which clears them first)."""
+    from runner import process
+
     run_dir = Path(run_dir).resolve()
     script = run_dir / "slurm.sbatch"
     if not script.exists():
@@ -40,7 +44,11 @@ def submit(run_dir: str | Path, sbatch_args: tuple[str, ...] = ()) -> str:
     earlier = status.read(run_dir)
     if earlier.get("state") == "submitted" and _job_state(earlier.get("job_id")) not in (None, *DONE_STATES):
         raise RunError(f"{run_dir} already has job {earlier['job_id']} queued or running; cancel it with scancel first")
-    job_id = _slurm(["sbatch", "--parsable", "--chdir", str(run_dir), *sbatch_args, str(script)], "ftplan submit")
+    process.check_dir(run_dir, resume, force)
+    if force and not resume:
+        process.clear_outputs(run_dir)
+    job_id = _slurm(["sbatch", "--parsable", "--chdir", str(run_dir), *sbatch_args, str(script),
+                     *(["--resume"] if resume else [])], "ftplan submit")
     job_id = job_id.strip().split(";")[0]
     status.write(run_dir, state="submitted", job_id=job_id, log=str(run_dir / f"slurm-{job_id}.out"),
                  started=status.now(), ended=None, exit_code=None, runner_pid=None)

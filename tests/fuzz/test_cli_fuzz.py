@@ -19,6 +19,17 @@ from planner.plan import Plan  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = str(ROOT / "runner/data/instructions.jsonl")
+@pytest.fixture(autouse=True, scope="module")
+def _elsewhere(tmp_path_factory):
+    """Relative paths a generated command line names land in a scratch folder, not the checkout."""
+    import os
+
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(before)
+
+
 FAST = settings(max_examples=300, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -223,3 +234,36 @@ def test_corrupt_metric_lines_are_text_never_a_crash(event, fields):
     shown = read_line(json.dumps({"event": event, **fields}), metrics)
     if shown is not None and not isinstance(shown, LogLine):
         assert metrics and isinstance(getattr(shown, "step", 0), int)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A rendered run directory as a finished run leaves it (outputs and a succeeded status)."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    code, _, err = ftplan("render", "--model", "Llama-3.2-1B", "--gpu", "H100-SXM", "--data", DATA, "-o", run)
+    assert code == 0, err
+    (run / "metrics.jsonl").write_text('{"event": "step", "step": 1, "loss": 2.0}\n{"event": "finished"}\n')
+    (run / "checkpoints").mkdir()
+    (run / "status.json").write_text(json.dumps({"state": "succeeded", "exit_code": 0}))
+    return run
+
+
+def _snapshot(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+@FAST
+@given(extra=st.lists(st.sampled_from(["--resume", "--json", "--batch", "0", "nan", "--no-follow", "--plan", "-o",
+                                       "--model", "x", "--gpu", "H100-SXM", "--data", "--allow-oom", "--sbatch-arg=--x"]),
+                      max_size=4),
+       command=st.sampled_from(["run", "submit", "render", "estimate", "data"]))
+def test_a_finished_run_directory_is_never_changed(finished_run, extra, command):
+    """Whatever is asked of a finished run's directory without --force, its files stay as they are."""
+    before = _snapshot(finished_run)
+    argv = {"run": ["run", finished_run], "submit": ["submit", finished_run, "--no-follow"],
+            "render": ["render", "--plan", finished_run / "plan.toml", "-o", finished_run],
+            "estimate": ["estimate", "--model", finished_run / "plan.toml"],
+            "data": ["data", finished_run / "metrics.jsonl"]}[command]
+    code, _, err = ftplan(*argv, *extra)
+    one_line_error(code, err)
+    assert _snapshot(finished_run) == before
