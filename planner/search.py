@@ -95,6 +95,15 @@ def stages() -> list[dict]:
     return knowledge.rows("distributed", "stage")
 
 
+def _staged(plan: Plan):
+    """(stage, the plan at that stage) for each stage that applies: plain data parallel first;
+    on one GPU only the stages that offload (ZeRO without offload saves nothing there)."""
+    for stage in stages():
+        if plan.world_size == 1 and stage["zero"] > 0 and "offload" not in stage:
+            continue
+        yield stage, plan.with_(zero=stage["zero"], offload=stage.get("offload", "none"), engine="none")
+
+
 def _memory_levers(plan: Plan) -> list[dict]:
     """Checkpointing and the chunked loss, in order of what they cost in speed: the loss
     first (a few percent), checkpointing after (20-40%, knowledge/speed.toml)."""
@@ -121,10 +130,7 @@ def configure(model: ModelSpec, plan: Plan, gpu: GpuSpec, effective: int) -> Con
     """The cheapest way to run `plan` on its GPU count: each ZeRO stage in turn (plain data
     parallel first; on one GPU only the stages that offload), and within a stage the memory
     levers in order; the first that fits at any micro-batch wins, at its largest micro-batch."""
-    for stage in stages():
-        if plan.world_size == 1 and stage["zero"] > 0 and "offload" not in stage:
-            continue
-        staged = plan.with_(zero=stage["zero"], offload=stage.get("offload", "none"), engine="none")
+    for stage, staged in _staged(plan):
         for lever in _memory_levers(plan):
             found = fit_batch(model, staged.with_(**lever), gpu, effective)
             if found is not None:
@@ -188,10 +194,7 @@ def closest(model: ModelSpec, plan: Plan, gpu: GpuSpec, effective: int) -> Verdi
     levers, micro-batch 1) that comes nearest, to show with the changes that do fit."""
     per_gpu = max(1, math.ceil(effective / plan.world_size))
     found = []
-    for stage in stages():
-        if plan.world_size == 1 and stage["zero"] > 0 and "offload" not in stage:
-            continue
-        staged = plan.with_(zero=stage["zero"], offload=stage.get("offload", "none"), engine="none")
+    for _stage, staged in _staged(plan):
         for lever in _memory_levers(plan):
             v = judge(model, staged.with_(**lever, batch=1, grad_accum=per_gpu), gpu)
             if v is not None:
