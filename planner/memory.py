@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner import knowledge, script
+from planner import evidence, knowledge, script
 from planner.hardware import GpuSpec
-from planner.models import ModelSpec, family_table
+from planner.models import ModelSpec
 from planner.plan import Plan, validate
 
 
@@ -48,6 +48,10 @@ class Estimate:
 
 
     @property
+    def evidence(self) -> evidence.Evidence:
+        return evidence.of(self.model)
+
+    @property
     def fits(self) -> bool | None:
         return None if self.gpu is None else self.total_bytes <= self.gpu.memory_bytes
 
@@ -77,6 +81,7 @@ class Estimate:
             "trainable_params": self.trainable_params,
             "total_params": self.model.total_params(),
             "host_ram_bytes": self.host_ram_bytes,
+            "evidence": self.evidence.as_dict(),
             "predicts": "per-GPU peak as nvidia-smi shows it: torch reserved + CUDA context",
             "assumptions": list(self.assumptions),
             "peak_phase": self.peak_phase,
@@ -92,16 +97,20 @@ def base_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     double-quantized constants (Dettmers et al. 2023, section 2) and keeps embeddings,
     lm_head and norms in bf16 (transformers' bnb integration skips lm_head). ZeRO-3 / FSDP
     full shard divide by the world size (Rajbhandari et al. 2020); parameter offload keeps
-    only the gathered working set (two blocks)."""
+    only the gathered working set (two blocks). transformers 5 fuses MoE experts into 3-D
+    parameters that its bnb integration does not quantize: they stay bf16 under QLoRA
+    (measured on the H200: docs/guides.md#mixture-of-experts)."""
     dt = _k("dtype_bytes")
     total = model.total_params()
     if plan.method == "qlora":
         nf4 = _k("nf4")
         per_param = nf4["bytes_per_param"] + nf4["absmax_bytes_double_quant"] / nf4["block_size"] + \
             nf4["nested_scale_bytes"] / (nf4["block_size"] * nf4["nested_block_blocks"])
-        linear = model.linear_params()
+        linear = model.quantized_params()
         b = int(linear * per_param + (total - linear) * dt["bf16"])
         detail = f"{linear:,} linear params x {per_param:.4f} B (NF4 + constants) + {total - linear:,} x 2 B (bf16)"
+        if model.is_moe:
+            detail += f", the fused experts' {model.expert_params():,} among them (bitsandbytes leaves them 16-bit)"
     else:
         width = dt["bf16"] if plan.precision == "bf16" else dt["fp32"]
         b = total * width
@@ -201,7 +210,7 @@ INPUT_GROUP = {
 
 
 def _all_linear(model: ModelSpec) -> list[str]:
-    fam = family_table(model.family)
+    fam = model.modules_table()
     return list(fam["attention"]) + list(fam["mlp"])
 
 
@@ -241,7 +250,7 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     adapted = script.adapted_modules(model, plan) if adapters else []
     modules = _all_linear(model)
 
-    table = family_table(model.family)
+    table = model.modules_table()
     compiled = script.compiles(plan)
     rms = a["compiled_rmsnorm_input_per_hidden"] if compiled else a["rmsnorm_input_per_hidden"]
     norm_weight = 0.0
@@ -510,7 +519,19 @@ def _terms(model: ModelSpec, plan: Plan) -> tuple[list[Term], str]:
     out.append(allocator_overhead(model, plan, [t for t in out if t.at_peak]))
     b, detail = cuda_context_bytes(model, plan)
     out.append(Term("cuda_context", b, detail, _first_line(cuda_context_bytes.__doc__)))
+    margin = evidence_margin(model, sum(t.bytes for t in out if t.at_peak))
+    if margin.bytes:
+        out.append(margin)
     return out, peak
+
+
+def evidence_margin(model: ModelSpec, peak: int) -> Term:
+    """A family never measured on a GPU gets a margin on top of its estimate, so the fit
+    verdict holds where the formulas meet an architecture they were not fitted on
+    (knowledge/evidence.toml; docs/guides.md#evidence-behind-an-estimate)."""
+    ev = evidence.of(model)
+    return Term("evidence_margin", int(peak * ev.margin), f"{ev.margin:.0%} of the above: {model.family} is derived, not measured",
+                _first_line(evidence_margin.__doc__))
 
 
 def _first_line(doc: str | None) -> str:
@@ -536,7 +557,8 @@ def estimate(model: ModelSpec, plan: Plan, gpu: GpuSpec | None = None, max_micro
     if plan.task == "dpo":
         assumptions.append("DPO: chosen and rejected in one forward (2 x batch); reference pass under no_grad")
     if model.is_moe:
-        assumptions.append("MoE: activations for the experts each token uses; all-linear adapts attention only")
+        assumptions.append("MoE: activations for the experts each token uses; all-linear adapts attention only "
+                           "(fused experts are not nn.Linear); QLoRA leaves the experts bf16")
     return Estimate(
         plan=plan, model=model, terms=terms, gpu=gpu, trainable_params=script.trainable_params(model, plan),
         host_ram_bytes=host_ram_bytes(model, plan),

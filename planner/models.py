@@ -14,6 +14,11 @@ from planner import knowledge
 from planner.errors import ModelError
 
 
+# The linear layers whose shapes ftplan knows (ModelSpec.module_shape).
+MODULE_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "dense", "gate_proj", "up_proj",
+                "down_proj", "gate_up_proj", "dense_h_to_4h", "dense_4h_to_h", "fc1", "fc2", "c_attn", "c_proj", "c_fc")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -40,6 +45,12 @@ class ModelSpec:
     path: str = ""                # local directory or config.json it came from
     published_params: int = 0
     source: str = ""
+    # Read from the model's own code (planner/inventory.py) where the config is not a catalog family:
+    attention_modules: tuple[str, ...] = ()   # LoRA target names of the attention projections
+    mlp_modules: tuple[str, ...] = ()         # and of the feed-forward (dense) linear layers
+    derived_from: str = ""                    # how transformers' own build of the config was read
+    remote_code: bool = False                 # the architecture's code ships with the model (auto_map)
+    sdpa: bool = True                         # transformers runs this architecture with sdpa
 
     # ------------------------------------------------------------------ widths
     @property
@@ -102,7 +113,8 @@ class ModelSpec:
         return self.total_params() - self.num_layers * unused
 
     def linear_params(self) -> int:
-        """Weights of the blocks' linear layers: what 4-bit quantization replaces."""
+        """Weights of the blocks' linear layers, experts included: the matmul FLOPs of a token
+        that passed through every expert."""
         h, q, kv = self.hidden_size, self.q_width, self.kv_width
         attn = h * q + 2 * h * kv + q * h
         if self.is_moe:
@@ -111,6 +123,25 @@ class ModelSpec:
         else:
             mlp = (3 if self.mlp == "gated" else 2) * h * self.intermediate_size
         return self.num_layers * (attn + mlp)
+
+    def expert_params(self) -> int:
+        """Fused expert weights (3-D parameters in transformers 5, not nn.Linear)."""
+        if not self.is_moe:
+            return 0
+        return self.num_layers * self.num_experts * (3 if self.mlp == "gated" else 2) * self.hidden_size * self.moe_intermediate_size
+
+    def quantized_params(self) -> int:
+        """Weights bitsandbytes stores in 4 bits: the blocks' nn.Linear layers. transformers 5
+        fuses MoE experts into 3-D parameters, which its bnb integration leaves in bf16
+        (measured on the H200: 705 MB of a Mixtral-shaped model's 861 MB stayed bf16;
+        docs/guides.md#mixture-of-experts)."""
+        return self.linear_params() - self.expert_params()
+
+    def active_linear_params(self) -> int:
+        """Linear weights one token multiplies by: the experts it is routed to, not all of them."""
+        if not self.is_moe:
+            return self.linear_params()
+        return self.linear_params() - self.expert_params() * (self.num_experts - self.experts_per_token) // self.num_experts
 
     # ------------------------------------------------------------------ module shapes
     def module_shape(self, name: str) -> tuple[int, int, int]:
@@ -123,10 +154,6 @@ class ModelSpec:
             "dense_h_to_4h": (h, i), "dense_4h_to_h": (i, h), "fc1": (h, i), "fc2": (i, h),
             "c_attn": (h, q + 2 * kv), "c_proj": (q, h), "c_fc": (h, i),
         }
-        if name in ("w1", "w3"):
-            return h, self.moe_intermediate_size, self.num_experts
-        if name == "w2":
-            return self.moe_intermediate_size, h, self.num_experts
         if name not in shapes:
             raise ModelError(
                 f"{self.name} has no linear layer named {name!r}; use --targets attention, "
@@ -137,7 +164,7 @@ class ModelSpec:
 
     def target_modules(self, targets: str) -> list[str]:
         """Module names for 'attention', 'all-linear' or a comma-separated list."""
-        fam = family_table(self.family)
+        fam = self.modules_table()
         if targets == "attention":
             return list(fam["attention"])
         if targets == "all-linear":
@@ -147,7 +174,8 @@ class ModelSpec:
         names = [t.strip() for t in targets.split(",") if t.strip()]
         if not names:
             raise ModelError("--targets is empty; use attention, all-linear or a comma list of module names")
-        known = set(fam["attention"]) | set(fam["mlp"])
+        # MoE experts are fused 3-D parameters: only the attention projections are linear layers
+        known = set(fam["attention"]) | (set() if self.is_moe else set(fam["mlp"]))
         for n in names:
             if n not in known:
                 raise ModelError(
@@ -156,6 +184,28 @@ class ModelSpec:
                 )
         return names
 
+    def lora_params(self, modules: list[str], rank: int, dora: bool = False) -> int:
+        """LoRA's trainable parameters on the named modules of every block: r x (in + out) per
+        adapted linear (Hu et al. 2021, eq. 3); DoRA adds a magnitude vector of `out` per layer
+        (Liu et al. 2024, eq. 5)."""
+        total = 0
+        for m in modules:
+            fan_in, fan_out, copies = self.module_shape(m)
+            total += (rank * (fan_in + fan_out) + (fan_out if dora else 0)) * copies
+        return total * self.num_layers
+
+    def modules_table(self) -> dict:
+        """The family's row of knowledge/targets.toml, or the module names read from the
+        model's own code; never another family's names."""
+        if self.attention_modules:
+            return {"name": self.family, "attention": list(self.attention_modules), "mlp": list(self.mlp_modules)}
+        row = family_table(self.family)
+        if row is None:
+            raise ModelError(f"{self.name}: ftplan has no module table for the {self.family!r} architecture and could not "
+                             f"read one from its code; install torch and transformers (pip install 'ftplan[train]') "
+                             f"so ftplan builds the model on the meta device and reads its layers")
+        return row
+
     def as_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["total_params"] = self.total_params()
@@ -163,13 +213,12 @@ class ModelSpec:
 
 
 # ---------------------------------------------------------------------- families
-def family_table(family: str) -> dict:
+def family_table(family: str) -> dict | None:
+    """knowledge/targets.toml's row for a family, or None where there is none."""
     for row in knowledge.rows("targets", "family"):
         if row["name"] == family:
             return row
-    # An architecture we have no table for: Llama-style projection names are by far the
-    # most common among Hugging Face causal LMs.
-    return next(r for r in knowledge.rows("targets", "family") if r["name"] == "llama")
+    return None
 
 
 # ---------------------------------------------------------------------- catalog
@@ -203,8 +252,9 @@ _FAMILY_BY_MODEL_TYPE = {
     "llama": "llama", "mistral": "mistral", "mixtral": "mixtral", "qwen2": "qwen2",
     "qwen2_moe": "qwen2", "qwen3": "qwen3", "qwen3_moe": "qwen3", "gemma": "gemma",
     "gemma2": "gemma", "gemma3": "gemma", "gemma3_text": "gemma", "phi3": "phi3",
-    "gpt_neox": "gpt_neox", "falcon": "falcon", "olmo2": "llama", "granite": "llama",
+    "gpt_neox": "gpt_neox", "falcon": "falcon", "olmo2": "olmo2", "granite": "granite",
 }
+_KNOWN_FAMILIES = set(_FAMILY_BY_MODEL_TYPE.values())
 _FOUR_NORM_TYPES = {"gemma2", "gemma3", "gemma3_text", "olmo2"}
 _QK_NORM_TYPES = {"qwen3", "qwen3_moe", "gemma3", "gemma3_text", "olmo2"}
 
@@ -241,6 +291,39 @@ def _whole(name: str, key: str, value, default=None) -> int:
     return value
 
 
+# What transformers' config classes default tie_word_embeddings to when config.json omits it
+# (each model_type's configuration_*.py in transformers 5; PretrainedConfig's own default is tied).
+_TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3", "gemma3_text", "falcon", "gpt2", "starcoder2", "cohere", "smollm3"}
+_UNTIED_BY_DEFAULT = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "gpt_neox",
+                      "olmo2", "granite", "gptj"}
+# Attention layer types ftplan models: softmax attention over the whole or a window of the sequence.
+_ATTENTION_LAYER_TYPES = {"full_attention", "sliding_attention", "attention", "chunked_attention"}
+
+
+def unmodelled_features(cfg: dict) -> list[str]:
+    """Parts of an architecture ftplan's shape and activation formulas do not model, read from
+    config.json's keys: each one would be counted wrong, so the model is refused, never guessed."""
+    found = []
+    if cfg.get("kv_lora_rank") or cfg.get("q_lora_rank"):
+        found.append("multi-head latent attention (kv_lora_rank: low-rank compressed keys and values)")
+    types = cfg.get("layer_types")
+    if isinstance(types, list) and any(t not in _ATTENTION_LAYER_TYPES for t in types):
+        other = sorted({str(t) for t in types if t not in _ATTENTION_LAYER_TYPES})
+        found.append(f"hybrid layers ({', '.join(other)[:60]} beside attention)")
+    for key in ("layers_block_type", "hybrid_override_pattern", "attn_layer_period", "block_types", "full_attention_interval"):
+        if cfg.get(key):
+            found.append(f"hybrid layers ({key})")
+            break
+    for key in ("shared_expert_intermediate_size", "n_shared_experts", "num_shared_experts", "moe_shared_expert_intermediate_size"):
+        if cfg.get(key):
+            found.append(f"shared experts ({key})")
+            break
+    if (cfg.get("first_k_dense_replace") or (cfg.get("decoder_sparse_step") or 1) > 1 or cfg.get("mlp_only_layers")
+            or (cfg.get("interleave_moe_layer_step") or 1) > 1 or (cfg.get("moe_layer_freq") or 1) != 1):
+        found.append("experts in some layers and a dense MLP in others")
+    return found
+
+
 def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
     """A ModelSpec from a Hugging Face config.json dictionary, for any causal-LM layout that
     names its shapes with the usual keys (hidden_size/n_embd/d_model, …). Every field read is
@@ -253,6 +336,13 @@ def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
     if archs and not any(a.endswith(CAUSAL_HEADS) for a in archs):
         raise ModelError(f"{name}: {', '.join(archs)[:80]} is not a causal language model (no ...ForCausalLM head); "
                          f"ftplan plans decoder fine-tuning only")
+    towers = [k.split("_")[0] for k in ("vision_config", "audio_config") if isinstance(cfg.get(k), dict)]
+    if not towers and isinstance(cfg.get("text_config"), dict) and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs or []):
+        towers = ["default vision"]  # transformers builds the multimodal class, tower and all, from the outer config
+    if towers:
+        raise ModelError(f"{name}: a multimodal model (a {' and '.join(towers)} tower beside the language model); ftplan "
+                         f"plans text-only fine-tuning and does not count the tower's weights or activations: point --model "
+                         f"at a config.json holding only the language model (its text_config)")
     if "text_config" in cfg and "hidden_size" not in cfg:
         text = cfg["text_config"]
         if not isinstance(text, dict):
@@ -261,6 +351,11 @@ def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
     model_type = cfg.get("model_type", "")
     if not isinstance(model_type, str):
         raise ModelError(f"{name}: config.json's model_type must be a string (got {model_type!r:.40})")
+    features = unmodelled_features(cfg)
+    if features:
+        raise ModelError(f"{name}: {model_type or 'this architecture'} has {'; '.join(features)}, which ftplan's memory model "
+                         f"does not count; an estimate would be wrong, so it is refused. Plan a model without it "
+                         f"(ftplan models lists the measured ones)")
     hidden = _whole(name, "hidden_size", _first(cfg, "hidden_size", "n_embd", "d_model"))
     layers = _whole(name, "num_hidden_layers", _first(cfg, "num_hidden_layers", "n_layer", "num_layers"))
     heads = _whole(name, "num_attention_heads", _first(cfg, "num_attention_heads", "n_head"))
@@ -281,7 +376,7 @@ def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
         kv = heads
         inter = _whole(name, "intermediate_size", _first(cfg, "intermediate_size", "n_inner", default=4 * hidden) or 4 * hidden)
         extra = dict(mlp="plain", norm="layernorm", qkv_bias=True, o_bias=True, mlp_bias=True)
-        tied = bool(cfg.get("tie_word_embeddings", model_type == "gpt2"))
+        tied = bool(cfg.get("tie_word_embeddings", model_type in _TIED_BY_DEFAULT))
     else:
         kv = _whole(name, "num_key_value_heads", _first(cfg, "num_key_value_heads", default=heads))
         inter = _whole(name, "intermediate_size", _first(cfg, "intermediate_size", default=4 * hidden))
@@ -295,7 +390,7 @@ def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
             mlp_bias=bool(cfg.get("mlp_bias", False)),
             qk_norm=model_type in _QK_NORM_TYPES,
         )
-        tied = bool(cfg.get("tie_word_embeddings", model_type.startswith("gemma")))
+        tied = bool(cfg.get("tie_word_embeddings", model_type not in _UNTIED_BY_DEFAULT))
     head_dim = _whole(name, "head_dim", cfg.get("head_dim") or max(1, hidden // heads))
     experts = _whole(name, "num_experts", _first(cfg, "num_local_experts", "num_experts", default=0) or 0)
     moe = {}
@@ -307,14 +402,14 @@ def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
         moe = dict(num_experts=experts, experts_per_token=per_token,
                    moe_intermediate_size=_whole(name, "moe_intermediate_size", _first(cfg, "moe_intermediate_size", default=inter)))
     return ModelSpec(
-        name=name, family=_FAMILY_BY_MODEL_TYPE.get(model_type, model_type or "llama"),
+        name=name, family=_FAMILY_BY_MODEL_TYPE.get(model_type, model_type or "unknown"),
         hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=head_dim,
         intermediate_size=inter, vocab_size=vocab, tied_embeddings=tied, path=path,
         source=f"config.json ({model_type or 'unknown model_type'})", **extra, **moe,
     )
 
 
-def _load_config_file(path: Path, name: str) -> ModelSpec:
+def _load_config_file(path: Path, name: str, trust_remote_code: bool = False) -> ModelSpec:
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -325,7 +420,45 @@ def _load_config_file(path: Path, name: str) -> ModelSpec:
         raise ModelError(f"{path}: config.json cannot be read as a model config ({str(e)[:80]})") from None
     except OSError as e:
         raise ModelError(f"{path}: cannot read config.json ({e.strerror or e})") from None
-    return spec_from_config(cfg, name, str(path.parent))
+    return derive(spec_from_config(cfg, name, str(path.parent)), cfg, trust_remote_code)
+
+
+def derive(spec: ModelSpec, cfg: dict, trust_remote_code: bool = False) -> ModelSpec:
+    """Check a config's ModelSpec against the model's own code (planner/inventory.py) where
+    torch, transformers and peft are installed: tying, sdpa support and, for an architecture
+    without a module table, its layer names come from the built model; a disagreement with
+    the shape formulas refuses the model. Without those libraries only the families ftplan
+    has a table for can be planned."""
+    from planner import inventory
+
+    if cfg.get("auto_map") and not trust_remote_code and spec.family not in _KNOWN_FAMILIES:
+        raise ModelError(f"{spec.name}: {cfg.get('model_type') or 'this model'} ships its own modelling code (auto_map); "
+                         f"pass --trust-remote-code to build it from that code (it runs the code in the model's directory)")
+    if not inventory.available():
+        if family_table(spec.family) is None:
+            raise ModelError(f"{spec.name}: ftplan has no layout for the {spec.family!r} architecture; install torch, "
+                             f"transformers and peft (pip install 'ftplan[train]') so it reads the layers from the model's code")
+        return spec
+    try:
+        inv = inventory.cached(cfg, spec.path, trust_remote_code)
+    except ModelError as e:
+        raise ModelError(f"{spec.name}: {e}") from None
+    except Exception as e:  # the model's own code failed to build: say so, in one line
+        raise ModelError(f"{spec.name}: transformers could not build this config ({type(e).__name__}: {str(e)[:100]}); "
+                         f"fix the config or plan a catalog model") from None
+    known = family_table(spec.family) is not None
+    spec = replace(spec, tied_embeddings=inv.tied_embeddings, sdpa=inv.sdpa, remote_code=bool(cfg.get("auto_map")),
+                   derived_from=f"{inv.architecture} built on the meta device by {inv.versions}: {inv.total_params:,} parameters")
+    if not known:
+        unknown = [m for m in inv.attention_modules + inv.mlp_modules if m not in MODULE_NAMES]
+        if unknown or not inv.attention_modules:
+            raise ModelError(f"{spec.name}: {inv.architecture}'s layers ({', '.join(unknown or ['no attention projections'])[:80]}) "
+                             f"are not ones ftplan models; an estimate would be a guess, so it is refused")
+        spec = replace(spec, attention_modules=inv.attention_modules, mlp_modules=inv.mlp_modules)
+    why = inventory.disagreement(spec, inv)
+    if why:
+        raise ModelError(f"{spec.name}: {why}; refused rather than estimated wrong")
+    return spec
 
 
 # ---------------------------------------------------------------------- bare sizes
@@ -354,8 +487,9 @@ def generic_spec(size: str) -> ModelSpec:
 
 
 # ---------------------------------------------------------------------- resolution
-def resolve(model: str, offline: bool | None = None) -> ModelSpec:
-    """Turn --model into a ModelSpec: catalog name, local dir or config.json, bare size, Hub id."""
+def resolve(model: str, offline: bool | None = None, trust_remote_code: bool = False) -> ModelSpec:
+    """Turn --model into a ModelSpec: catalog name, local dir or config.json, bare size, Hub id.
+    A config outside the catalog is checked against the model's own code (derive)."""
     if not model or not model.strip():
         raise ModelError("--model is empty; give a catalog name (ftplan models), a local path, a Hub id or a size like 7B")
     spec = find_in_catalog(model)
@@ -366,13 +500,13 @@ def resolve(model: str, offline: bool | None = None) -> ModelSpec:
         cfg = path / "config.json"
         if not cfg.is_file():
             raise ModelError(f"{path} has no config.json; point --model at a Hugging Face model directory")
-        return _load_config_file(cfg, path.name)
+        return _load_config_file(cfg, path.name, trust_remote_code)
     if kind == "file":
-        return _load_config_file(path, path.parent.name or path.stem)
+        return _load_config_file(path, path.parent.name or path.stem, trust_remote_code)
     if _SIZE.match(model):
         return generic_spec(model)
     if re.fullmatch(r"[\w.\-]+/[\w.\-]+", model) and not model.startswith((".", "/")):
-        return _from_hub(model, offline)
+        return _from_hub(model, offline, trust_remote_code)
     hint = suggestions(model)
     also = f"; did you mean {', '.join(hint)}?" if hint else "; run 'ftplan models' for the catalog"
     raise ModelError(f"unknown model {model!r}: not in the catalog, not a path, not a size like 7B{also}")
@@ -391,7 +525,7 @@ def _local(text: str) -> tuple[Path, str]:
         return path, ""
 
 
-def _from_hub(repo_id: str, offline: bool | None) -> ModelSpec:
+def _from_hub(repo_id: str, offline: bool | None, trust_remote_code: bool = False) -> ModelSpec:
     """Fetch only config.json from the Hub (huggingface_hub, imported here so the planner's
     start-up never pays for it)."""
     import os
@@ -410,5 +544,5 @@ def _from_hub(repo_id: str, offline: bool | None) -> ModelSpec:
     except Exception as e:  # network errors, 401/404: all end in the same advice
         reason = type(e).__name__
         raise ModelError(f"{repo_id}: could not fetch config.json from the Hub ({reason}); {suggestion}") from None
-    spec = _load_config_file(Path(cfg_path), repo_id)
+    spec = _load_config_file(Path(cfg_path), repo_id, trust_remote_code)
     return replace(spec, hub_id=repo_id, path="")

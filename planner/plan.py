@@ -141,6 +141,7 @@ class Plan:
     grad_ckpt: bool = False
     loss: str = "standard"
     attn: str = "sdpa"
+    trust_remote_code: bool = False  # run the modelling code a model ships with (auto_map)
     # speed switches (they do not change the result of training)
     compile: bool = True           # torch.compile each decoder layer (CUDA only)
     cast_adapter_inputs: bool = False  # PEFT's default: cast each adapted layer's input to the fp32 adapter dtype

@@ -11,7 +11,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from planner import knowledge, memory, script, speed
+from planner import evidence, knowledge, memory, script, speed
 from planner.errors import RenderError
 from planner.models import ModelSpec
 from planner.plan import Plan, validate
@@ -224,7 +224,7 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
     ctx = dict(
         plan=plan, model_path=model_path, data_path=data_abs, data_format=data_format,
         run_dir=str(run_dir), command=command, estimate_lines=est_lines, estimate_total=est_total,
-        estimate_gpu=est_gpu, rule_lines=rule_lines, target_modules=list(decided.adapted_modules),
+        estimate_gpu=est_gpu, rule_lines=rule_lines, evidence_line=evidence.of(model).line(), target_modules=list(decided.adapted_modules),
         ia3_feedforward=list(decided.ia3_feedforward),
         loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"],
         attention=decided.attention, compiled=decided.compiled, cast_inputs=decided.cast_adapter_inputs,

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner import knowledge
-from planner.models import ModelSpec, family_table
+from planner.errors import ModelError
+from planner.models import ModelSpec
 from planner.plan import Method, Plan
 
 
@@ -22,8 +23,11 @@ def compiles(plan: Plan) -> bool:
 
 def attention(model: ModelSpec, plan: Plan) -> str:
     """The attention kernel the script gets: Gemma 2's logit soft-capping has no sdpa path in
-    transformers 5 (Gemma2 raises on sdpa), so its scripts run eager attention."""
+    transformers 5 (Gemma2 raises on sdpa), so its scripts run eager attention, as do
+    architectures whose own code does not support sdpa."""
     if plan.attn == "sdpa" and model.family == "gemma" and not model.qk_norm:
+        return "eager"
+    if plan.attn == "sdpa" and not model.sdpa:  # the model's class does not declare sdpa (planner/inventory.py)
         return "eager"
     return plan.attn
 
@@ -48,14 +52,18 @@ def ia3_modules(model: ModelSpec, plan: Plan) -> list[str]:
     """IA3's modules: the family's key, value and feed-forward layers (PEFT's IA3 defaults),
     or the modules the plan names."""
     if plan.targets in ("all-linear", "attention"):
-        return list(family_table(model.family)["ia3"])
+        table = model.modules_table()
+        if "ia3" not in table:
+            raise ModelError(f"{model.name}: ftplan has no IA3 module list for the {model.family!r} architecture; "
+                             f"name the modules with --targets (for example {','.join(table['attention'][-2:])})")
+        return list(table["ia3"])
     return model.target_modules(plan.targets)
 
 
 def ia3_feedforward(model: ModelSpec, plan: Plan) -> list[str]:
     """IA3 modules that scale their input (feed-forward layers) rather than their output."""
     modules = ia3_modules(model, plan)
-    return [m for m in family_table(model.family).get("ia3_feedforward", ()) if m in modules]
+    return [m for m in model.modules_table().get("ia3_feedforward", ()) if m in modules]
 
 
 def adapted_modules(model: ModelSpec, plan: Plan) -> list[str]:
@@ -82,8 +90,7 @@ def adapted_widths(model: ModelSpec, plan: Plan) -> tuple[int, int, int]:
 def trainable_params(model: ModelSpec, plan: Plan) -> int:
     """Trainable parameters of the plan.
 
-    Full: every parameter. LoRA: r x (in + out) per adapted linear (Hu et al. 2021, eq. 3);
-    DoRA adds a magnitude vector of `out` per layer (Liu et al. 2024, eq. 5); prefix tuning
+    Full: every parameter. LoRA and DoRA: ModelSpec.lora_params; prefix tuning
     learns num_virtual_tokens key and value vectors per layer (Li & Liang 2021; PEFT
     PrefixEncoder without projection); IA3 learns one vector per adapted layer: its output
     width, or its input width for feed-forward layers (PEFT IA3Layer)."""
@@ -98,11 +105,7 @@ def trainable_params(model: ModelSpec, plan: Plan) -> int:
             fan_in, fan_out, copies = model.module_shape(m)
             total += (fan_in if m in feedforward else fan_out) * copies
         return total * model.num_layers
-    for m in adapted_modules(model, plan):
-        fan_in, fan_out, copies = model.module_shape(m)
-        per = plan.rank * (fan_in + fan_out) + (fan_out if plan.method == Method.DORA else 0)
-        total += per * copies
-    return total * model.num_layers
+    return model.lora_params(adapted_modules(model, plan), plan.rank, dora=plan.method == Method.DORA)
 
 
 def trainable_dtype_bytes(plan: Plan) -> int:

@@ -25,9 +25,10 @@ def matmul_flops(model: ModelSpec, plan: Plan) -> float:
     the input gradient and, for trained weights only, 2 for the weight gradient (frozen
     weights skip it: 4N + 6N_adapter rather than 6N; docs/guides.md (measurements made before the catalog), Kaplan et al.
     2020); checkpointing runs the layers' forward again; DPO adds the reference forward; the
-    chunked loss recomputes the head in backward."""
+    chunked loss recomputes the head in backward. A mixture-of-experts token passes through
+    the experts it is routed to (top-k), not all of them (Shazeer et al. 2017; Fedus et al. 2022)."""
     tokens = plan.rows_per_micro_step * plan.seq_len
-    blocks, head = model.linear_params(), model.vocab_size * model.hidden_size
+    blocks, head = model.active_linear_params(), model.vocab_size * model.hidden_size
     trained = blocks + head if plan.method == "full" else 0
     adapters = script.trainable_params(model, plan) if plan.is_low_rank else 0
     per_token = 2 * (blocks + head) + 2 * (blocks + head) + 2 * trained + 6 * adapters
@@ -84,10 +85,11 @@ def layer_passes(plan: Plan, reference: bool = True) -> int:
 
 
 def dequant_bytes(model: ModelSpec, plan: Plan) -> float:
-    """QLoRA dequantizes every 4-bit weight to bf16 for each matmul pass that reads it."""
+    """QLoRA dequantizes every 4-bit weight to bf16 for each matmul pass that reads it (fused
+    MoE experts stay bf16: nothing to dequantize)."""
     if plan.method != "qlora":
         return 0.0
-    return float(model.linear_params() * layer_passes(plan))
+    return float(model.quantized_params() * layer_passes(plan))
 
 
 def dora_bytes(model: ModelSpec, plan: Plan) -> float:

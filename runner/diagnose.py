@@ -42,7 +42,7 @@ def oom_advice(plan_path: Path) -> list[str]:
 
     try:
         plan = Plan.load(plan_path)
-        model = models.resolve(plan.model)
+        model = models.resolve(plan.model, trust_remote_code=plan.trust_remote_code)
     except FtplanError:
         return [GENERIC_OOM]
     gpu = hardware.find(plan.gpu) if plan.gpu else None

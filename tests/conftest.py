@@ -4,6 +4,7 @@ and the shipped datasets converted to every format."""
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_COLOR", "1")
+# inventories of configs built from the model's code are cached; the suite keeps its own
+os.environ.setdefault("FTPLAN_CACHE", tempfile.mkdtemp(prefix="ftplan-cache-"))
 
 
 @pytest.fixture(scope="session")

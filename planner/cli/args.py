@@ -59,6 +59,16 @@ positive_float = number(0.0, low_open=True)
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", required=True, help="catalog name, local dir or config.json, Hub id, or a size like 7B")
     p.add_argument("--task", choices=TASKS, default="sft")
+    add_trust_arg(p)
+
+
+def add_trust_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="build a model whose config names its own code (auto_map): runs that code, here and in the script")
+
+
+def resolve_model(args) -> models.ModelSpec:
+    return models.resolve(args.model, trust_remote_code=getattr(args, "trust_remote_code", False))
 
 
 def add_hardware_args(p: argparse.ArgumentParser) -> None:
@@ -157,6 +167,7 @@ def plan_from_args(args, model: models.ModelSpec, **overrides) -> Plan:
         loss=args.loss, compile=args.compile, zero=args.zero, offload=args.offload, engine=args.engine, shard=args.shard,
         nodes=getattr(args, "nodes", None),
         dpo_beta=args.dpo_beta, dpo_loss_type=args.dpo_loss,
+        trust_remote_code=getattr(args, "trust_remote_code", None) or None,
     )
     fields = {k: v for k, v in fields.items() if v is not None}
     if getattr(args, "alpha", None) is not None:

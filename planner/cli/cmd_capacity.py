@@ -18,7 +18,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    model = models.resolve(args.model)
+    model = A.resolve_model(args)
     given = A.given_settings(args)
     plan = A.plan_from_args(args, model)
     gpus = [hardware.resolve(args.gpu)] if args.gpu else None

@@ -16,7 +16,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    model = models.resolve(args.model)
+    model = A.resolve_model(args)
     gpu, gpus, note = A.resolve_gpu(args)
     plan = A.plan_from_args(args, model, gpus=gpus, gpu=gpu.name if gpu else "")
     A.check_speed_args(args)

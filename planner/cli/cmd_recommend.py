@@ -32,7 +32,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    model = models.resolve(args.model)
+    model = A.resolve_model(args)
     gpu, gpus, note = A.resolve_gpu(args)
     if gpu is None:
         raise HardwareError(f"{note.split(';')[0]}; recommend needs hardware: add --gpu NAME --gpus N")

@@ -15,6 +15,7 @@ from planner.plan import TASKS, Plan
 
 def add_arguments(p) -> None:
     p.add_argument("--model", "-m", help="as for estimate (not needed with --plan)")
+    A.add_trust_arg(p)
     p.add_argument("--task", choices=TASKS, default="sft")
     p.add_argument("--plan", help="render from a plan.toml (e.g. an earlier run directory's)")
     p.add_argument("--model-path", help="local model directory the script loads (default: the --model path or Hub id)")
@@ -36,7 +37,7 @@ def run(args) -> int:
     else:
         if not args.model:
             raise FtplanError("render needs --model (or --plan plan.toml)")
-        model_early = models.resolve(args.model)
+        model_early = A.resolve_model(args)
         plan = A.plan_from_args(args, model_early)
         plan = plan.with_(**{k: getattr(args, k) for k in ("learning_rate", "epochs") if getattr(args, k) is not None},
                           max_steps=args.max_steps, seed=args.seed, eval_fraction=args.eval_fraction,
@@ -46,7 +47,7 @@ def run(args) -> int:
         data_path = args.data
     if not data_path:
         raise FtplanError("render needs a dataset: --data FILE (JSON or JSONL)")
-    model = models.resolve(plan.model)
+    model = models.resolve(plan.model, trust_remote_code=plan.trust_remote_code)
     stats = data.inspect(data_path, task=plan.task, data_format=plan.data_format if plan.data_format != "auto" else args.data_format,
                          model_path=model_path if Path(model_path).is_dir() else None)
     plan = plan.with_(data=str(Path(data_path).resolve()), data_format=stats.format)

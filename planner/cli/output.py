@@ -55,6 +55,7 @@ def print_estimate(est) -> None:
               f"peak as nvidia-smi shows it (reserved + context), {est.peak_phase}")
     c.print(t)
     c.print(f"trainable {est.trainable_params:,} of {est.model.total_params():,} params")
+    c.print(f"evidence: {esc(est.evidence.line())}")
     c.print(f"host RAM: {gib(est.host_ram_bytes)} per training process (RSS: the process, the checkpoint while it "
             f"loads{', offloaded states' if est.plan.offload != 'none' else ''})")
     if est.gpu is None:

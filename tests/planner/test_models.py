@@ -63,10 +63,12 @@ def test_local_moe_and_nested_text_config(tmp_path):
            "num_experts": 128, "num_experts_per_tok": 8, "vocab_size": 151936, "tie_word_embeddings": False}
     spec = models.resolve(str(_write(tmp_path, moe, "moe")))
     assert spec.is_moe and spec.total_params() == 30_532_122_624
-    nested = {"model_type": "gemma3", "text_config": {"model_type": "gemma3_text", "hidden_size": 1152,
-              "num_hidden_layers": 26, "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256,
-              "intermediate_size": 6912, "vocab_size": 262144}}
-    assert models.resolve(str(_write(tmp_path, nested, "g3"))).total_params() == 999_885_952
+    text = {"model_type": "gemma3_text", "hidden_size": 1152, "num_hidden_layers": 26, "num_attention_heads": 4,
+            "num_key_value_heads": 1, "head_dim": 256, "intermediate_size": 6912, "vocab_size": 262144}
+    assert models.resolve(str(_write(tmp_path, text, "g3text"))).total_params() == 999_885_952
+    # the multimodal class holds a vision tower the text shapes leave out: refused, never undercounted
+    with pytest.raises(ModelError, match="multimodal"):
+        models.resolve(str(_write(tmp_path, {"model_type": "gemma3", "text_config": text}, "g3")))
 
 
 def test_gpt_neox_and_falcon_configs(tmp_path):

@@ -1,0 +1,47 @@
+"""What an estimate rests on: `measured` (the family was run on a GPU with our own scripts
+and its error bound is committed), or `derived` (the layout is ftplan's table for the family
+or the model's own code, never measured: a margin is added before the fit verdict).
+A model that can be neither is refused where it is resolved (planner/models.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner import knowledge
+from planner.models import ModelSpec
+
+
+@dataclass(frozen=True)
+class Evidence:
+    kind: str          # measured | derived
+    margin: float      # fraction of the estimate added before the fit verdict
+    bound: float       # measured: every committed run of the family within this fraction
+    detail: str
+    source: str
+
+    def line(self) -> str:
+        if self.kind == "measured":
+            return f"measured: {self.detail}; committed runs within {self.bound:.0%} ({self.source})"
+        return f"derived, not measured on a GPU: {self.detail}; +{self.margin:.0%} margin before the fit verdict"
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "margin": self.margin, "bound": self.bound, "detail": self.detail, "source": self.source}
+
+
+def measured_row(model: ModelSpec) -> dict | None:
+    for row in knowledge.rows("evidence", "measured"):
+        if row["family"] == model.family and row.get("moe", False) == model.is_moe:
+            return row
+    return None
+
+
+def of(model: ModelSpec) -> Evidence:
+    """The evidence behind every estimate of `model`."""
+    row = measured_row(model)
+    shape = "a Llama-shaped model of that size" if model.name.startswith("generic-") else model.name
+    if row is not None:
+        return Evidence("measured", 0.0, row["bound"], f"{model.family} family measured on a GPU ({shape})", row["source"])
+    derived = knowledge.table("evidence")["derived"]
+    kind = f"{model.family} mixture-of-experts" if model.is_moe else f"the {model.family} family"
+    how = model.derived_from or f"layout from ftplan's table for {model.family}"
+    return Evidence("derived", derived["margin"], 0.0, f"{kind} has not been measured; {how}", derived["source"])

@@ -1,0 +1,183 @@
+"""An architecture read from the model's own code: transformers builds the model from its
+config on the meta device (no memory, no weights) and PEFT adapts it, and we count what they
+made. This is how a config.json outside the measured families is checked before ftplan
+estimates it: its parameter count and its LoRA trainable count must agree with what
+planner/models.py derives from the shape, or the model is refused.
+
+torch, transformers and peft are imported here only, lazily: the catalog path never pays."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from planner.errors import ModelError
+
+# Relative agreement ftplan requires between its shape formulas and the built model.
+PARAMS_TOLERANCE = 0.01
+LORA_TOLERANCE = 0.02
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What the built model holds."""
+
+    architecture: str                 # the class transformers built
+    total_params: int
+    fused_expert_params: int          # 3-D expert tensors (not nn.Linear)
+    attention_modules: tuple[str, ...]  # names of the linear layers inside the blocks' attention
+    mlp_modules: tuple[str, ...]        # the other linear layers of the blocks (routers left out)
+    tied_embeddings: bool
+    sdpa: bool                        # the class declares sdpa support
+    lora_params: dict[str, int] = field(default_factory=dict)  # PEFT's trainable count per target list
+    versions: str = ""
+
+
+def available() -> bool:
+    """Whether torch, transformers and peft are installed (found, not imported: that is slow)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers", "peft"))
+
+
+def _cache_file(cfg: dict, trust_remote_code: bool, rank: int) -> Path | None:
+    """Where a built inventory is kept, keyed by the config and the library versions, so a
+    config is built once per installation (the build imports torch: seconds)."""
+    import hashlib
+    from importlib import metadata
+
+    try:
+        versions = [metadata.version(n) for n in ("torch", "transformers", "peft")]
+    except metadata.PackageNotFoundError:
+        return None
+    key = json.dumps([cfg, trust_remote_code, rank, versions, CACHE_FORMAT], sort_keys=True, default=str)
+    root = Path(os.environ.get("FTPLAN_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ftplan")
+    return root / "inventory" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+
+def cached(cfg: dict, path: str = "", trust_remote_code: bool = False, rank: int = 16) -> Inventory:
+    """build(), read from the cache when this config was built before with these libraries."""
+    import dataclasses
+
+    file = None if cfg.get("auto_map") else _cache_file(cfg, trust_remote_code, rank)
+    if file is not None:
+        try:
+            raw = json.loads(file.read_text())
+            raw["attention_modules"], raw["mlp_modules"] = tuple(raw["attention_modules"]), tuple(raw["mlp_modules"])
+            return Inventory(**raw)
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+    inv = build(cfg, path, trust_remote_code, rank)
+    if file is not None:
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = file.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(dataclasses.asdict(inv)))
+            tmp.replace(file)
+        except OSError:
+            pass  # a read-only home: build again next time
+    return inv
+
+
+def _config(cfg: dict, path: str, trust_remote_code: bool):
+    from transformers import AutoConfig
+
+    if cfg.get("auto_map") and trust_remote_code and path:
+        return AutoConfig.from_pretrained(path, trust_remote_code=True)
+    known = dict(cfg)
+    model_type = known.pop("model_type", "")
+    try:
+        config = AutoConfig.for_model(model_type, **known)
+    except (ValueError, KeyError) as e:
+        if cfg.get("auto_map"):
+            raise ModelError(f"{model_type or 'this model'} ships its own modelling code (auto_map); pass --trust-remote-code "
+                             f"to build it from that code (it runs the code in the model's directory)") from None
+        raise ModelError(f"transformers does not know the architecture {model_type!r} ({str(e)[:80]}); "
+                         f"upgrade transformers or plan a supported model") from None
+    return config
+
+
+def build(cfg: dict, path: str = "", trust_remote_code: bool = False, rank: int = 16) -> Inventory:
+    """Build the model of `cfg` on the meta device and count its parameters and PEFT's LoRA
+    for its attention layers and for all of its blocks' linear layers."""
+    import warnings
+
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    config = _config(cfg, path, trust_remote_code)
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except ValueError as e:
+        raise ModelError(f"transformers cannot build {type(config).__name__} as a causal LM ({str(e)[:100]})") from None
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    attention, mlp = _block_linears(model, getattr(text, "num_local_experts", None) or getattr(text, "num_experts", None))
+    fused = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 3)
+    inv = Inventory(
+        architecture=type(model).__name__,
+        total_params=sum(p.numel() for p in model.parameters()),
+        fused_expert_params=fused,
+        attention_modules=attention, mlp_modules=mlp,
+        tied_embeddings=bool(getattr(text, "tie_word_embeddings", True)),
+        sdpa=bool(getattr(model, "_supports_sdpa", False)),
+        versions=f"transformers {transformers.__version__}",
+    )
+    for name, targets in (("attention", attention), ("all-linear", attention + mlp)):
+        inv.lora_params[name] = _lora_count(model, list(targets), rank) if targets else 0
+    return inv
+
+
+def _block_linears(model, experts: int | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Distinct names of the nn.Linear layers inside the decoder blocks: those under an
+    attention module, and the rest (a router, whose outputs are the experts, left out)."""
+    import torch
+
+    attention, mlp = [], []
+    for path, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or ".layers." not in f".{path}." and ".h." not in f".{path}.":
+            continue
+        name = path.rsplit(".", 1)[-1]
+        if experts and module.out_features == experts:
+            continue
+        parts = path.split(".")
+        bucket = attention if any("attn" in p or "attention" in p for p in parts[:-1]) else mlp
+        if name not in bucket:
+            bucket.append(name)
+    return tuple(attention), tuple(mlp)
+
+
+def _lora_count(model, targets: list[str], rank: int) -> int:
+    import copy
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=rank, target_modules=targets, init_lora_weights=False))
+    return sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+
+
+def disagreement(spec, inv: Inventory, rank: int = 16) -> str:
+    """Why ftplan's shape formulas (a ModelSpec) and the built model disagree, or "" when they
+    agree within PARAMS_TOLERANCE (parameters) and LORA_TOLERANCE (LoRA for attention and
+    all-linear)."""
+    ours = spec.total_params()
+    if abs(ours - inv.total_params) > PARAMS_TOLERANCE * inv.total_params:
+        return (f"transformers builds {inv.architecture} with {inv.total_params:,} parameters where ftplan's layout "
+                f"gives {ours:,}; this architecture has parts ftplan does not model")
+    for targets, built in inv.lora_params.items():
+        try:
+            counted = spec.lora_params(spec.target_modules(targets), rank)
+        except ModelError as e:
+            return str(e)
+        if abs(counted - built) > LORA_TOLERANCE * max(built, 1):
+            return (f"PEFT adapts {built:,} LoRA parameters for --targets {targets} at rank {rank}, ftplan counts "
+                    f"{counted:,}; its layers are not shaped as ftplan models them")
+    return ""

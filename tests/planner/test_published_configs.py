@@ -1,0 +1,111 @@
+"""Configs of current families, written from their published config.json files: ftplan either
+refuses each with a reason, or counts its parameters within 1% of what transformers builds and
+its LoRA trainable parameters within 2% of what PEFT adapts, for `attention` and `all-linear`.
+The truth here is built independently of planner/inventory.py: transformers on the meta
+device, PEFT on that model."""
+
+import copy
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+from planner import inventory, models
+from planner.errors import ModelError
+
+CONFIGS = {k: v for k, v in json.loads((Path(__file__).parent / "data" / "published_configs.json").read_text()).items()
+           if not k.startswith("_")}
+# Parts ftplan does not model: these must be refused, and say why.
+MUST_REFUSE = {
+    "deepseek-ai/DeepSeek-V3": "latent attention", "deepseek-ai/DeepSeek-V2-Lite": "latent attention",
+    "Qwen/Qwen1.5-MoE-A2.7B": "shared experts", "ai21labs/Jamba-v0.1": "hybrid layers",
+    "Qwen/Qwen3-Next-80B-A3B-Instruct": "hybrid layers", "google/gemma-3-4b-it": "multimodal",
+}
+
+
+def write(tmp_path, cfg) -> str:
+    path = tmp_path / "model" / "config.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(cfg))
+    return str(path.parent)
+
+
+def built(cfg):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    kwargs = dict(cfg)
+    config = AutoConfig.for_model(kwargs.pop("model_type"), **kwargs)
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AutoModelForCausalLM.from_config(config)
+
+
+def peft_trainable(model, targets) -> int:
+    from peft import LoraConfig, get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        adapted = get_peft_model(copy.deepcopy(model), LoraConfig(r=16, target_modules=targets, init_lora_weights=False))
+    return sum(p.numel() for p in adapted.parameters() if p.requires_grad)
+
+
+def test_at_least_twenty_configs_of_current_families():
+    assert len(CONFIGS) >= 20
+    assert len({c.get("model_type") for c in CONFIGS.values()}) >= 20
+
+
+@pytest.mark.parametrize("repo", sorted(CONFIGS))
+def test_each_config_is_refused_with_a_reason_or_counted_as_transformers_and_peft_build_it(repo, tmp_path):
+    cfg = CONFIGS[repo]
+    try:
+        spec = models.resolve(write(tmp_path, cfg))
+    except ModelError as e:
+        assert repo not in MUST_REFUSE or MUST_REFUSE[repo] in str(e), str(e)
+        assert "\n" not in str(e) and len(str(e)) > 40
+        return
+    assert repo not in MUST_REFUSE, f"{repo} has {MUST_REFUSE.get(repo)} and was accepted"
+    model = built(cfg)
+    truth = sum(p.numel() for p in model.parameters())
+    assert abs(spec.total_params() - truth) <= 0.01 * truth, (spec.total_params(), truth)
+    for targets in ("attention", "all-linear"):
+        names = spec.target_modules(targets)
+        adapted = peft_trainable(model, names)
+        assert abs(spec.lora_params(names, 16) - adapted) <= 0.02 * adapted, (targets, spec.lora_params(names, 16), adapted)
+    if not spec.is_moe:  # a dense model: ftplan's all-linear is PEFT's own all-linear
+        assert abs(spec.lora_params(spec.target_modules("all-linear"), 16) - peft_trainable(model, "all-linear")) <= \
+            0.02 * peft_trainable(model, "all-linear")
+
+
+def test_most_current_families_are_accepted_and_every_refusal_is_one_we_expect(tmp_path):
+    accepted, refused = [], {}
+    for i, (repo, cfg) in enumerate(sorted(CONFIGS.items())):
+        d = tmp_path / str(i)
+        d.mkdir()
+        try:
+            models.resolve(write(d, cfg))
+            accepted.append(repo)
+        except ModelError as e:
+            refused[repo] = str(e)
+    assert set(MUST_REFUSE) <= set(refused)
+    assert len(accepted) >= 15, refused
+
+
+def test_without_the_models_code_only_families_with_a_table_are_planned(tmp_path, monkeypatch):
+    """No torch or transformers: a known family's config counts the same from its table (tying
+    defaults as transformers sets them); an architecture without a table is refused, with the fix."""
+    with_code = {}
+    for i, repo in enumerate(("meta-llama/Llama-3.1-8B", "google/gemma-2-9b", "tiiuae/falcon-7b", "THUDM/GLM-4-9B-0414")):
+        d = tmp_path / f"a{i}"
+        d.mkdir()
+        with_code[repo] = models.resolve(write(d, CONFIGS[repo])).total_params()
+    monkeypatch.setattr(inventory, "available", lambda: False)
+    for i, repo in enumerate(("meta-llama/Llama-3.1-8B", "google/gemma-2-9b", "tiiuae/falcon-7b")):
+        d = tmp_path / f"b{i}"
+        d.mkdir()
+        assert models.resolve(write(d, CONFIGS[repo])).total_params() == with_code[repo]
+    d = tmp_path / "glm"
+    d.mkdir()
+    with pytest.raises(ModelError, match="pip install"):
+        models.resolve(write(d, CONFIGS["THUDM/GLM-4-9B-0414"]))
