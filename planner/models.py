@@ -13,7 +13,6 @@ from pathlib import Path
 from planner import knowledge
 from planner.errors import ModelError
 
-
 # The linear layers whose shapes ftplan knows (ModelSpec.module_shape).
 MODULE_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "dense", "gate_proj", "up_proj",
                 "down_proj", "gate_up_proj", "dense_h_to_4h", "dense_4h_to_h", "fc1", "fc2", "c_attn", "c_proj", "c_fc")

@@ -3,7 +3,7 @@ GPUs it fits on, or the cheapest of that count, twice and four times it), with t
 
 from __future__ import annotations
 
-from planner import hardware, models, workflow
+from planner import hardware, workflow
 from planner.cli import args as A
 from planner.cli import output
 

@@ -3,7 +3,7 @@ fit, the changes that do."""
 
 from __future__ import annotations
 
-from planner import models, workflow
+from planner import workflow
 from planner.cli import args as A
 from planner.cli import output
 

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from planner import models, recommend, workflow
+from planner import recommend, workflow
 from planner.cli import args as A
 from planner.cli import output
 from planner.errors import FtplanError, HardwareError
