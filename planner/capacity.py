@@ -57,10 +57,10 @@ def setups(model: ModelSpec, plan: Plan, gpus: list[GpuSpec] | None = None, data
            given: frozenset[str] = frozenset(), price_per_hour: float | None = None) -> list[Setup]:
     """One setup per GPU type: what recommend gives for the job on that type, starting from one
     GPU with the method and the settings in `given` kept. Sorted by the job's cost, or by the
-    hourly price without a dataset. Cards without bf16 are skipped: the scripts train in bf16."""
+    hourly price without a dataset. A card without bf16 plans fp16 (GpuSpec.half_precision)."""
     out = []
     for gpu in gpus if gpus is not None else hardware.catalog():
-        if not gpu.bf16 or gpu.bf16_tflops <= 0:
+        if gpu.bf16_tflops <= 0:
             continue
         base = plan.with_(gpu=gpu.name, gpus=1, nodes=1)
         try:

@@ -25,6 +25,12 @@ class GpuSpec:
     aliases: tuple[str, ...] = ()
     source: str = ""
 
+    @property
+    def half_precision(self) -> str:
+        """The 16-bit format a plan computes in on this card: bf16 where it has bf16 tensor
+        cores (Ampere, sm_80, and later), fp16 with loss scaling where it has not (T4, V100)."""
+        return "bf16" if self.bf16 else "fp16"
+
     def as_dict(self) -> dict:
         return {
             "name": self.name, "memory_bytes": self.memory_bytes, "memory_gib": round(self.memory_bytes / 2**30, 2),

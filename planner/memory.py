@@ -112,7 +112,7 @@ def base_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
         if model.is_moe:
             detail += f", the fused experts' {model.expert_params():,} among them (bitsandbytes leaves them 16-bit)"
     else:
-        width = dt["bf16"] if plan.precision == "bf16" else dt["fp32"]
+        width = dt["fp32"] if plan.stores_fp32_weights else dt["bf16"]
         b = total * width
         detail = f"{total:,} params x {width} B ({plan.precision})"
     if plan.shards_params:
@@ -179,9 +179,10 @@ def optimizer_state_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
 
 
 def autocast_weight_copy_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
-    """Mixed precision: autocast casts each fp32 weight to bf16 for its matmul and the
-    graph keeps that copy until backward (torch.autocast weight cache): 2 B per param."""
-    if not (plan.method == "full" and plan.precision == "mixed"):
+    """Mixed precision (and fp16 full fine-tuning, fp32 master weights too): autocast casts
+    each fp32 weight to 16 bits for its matmul and the graph keeps that copy until backward
+    (torch.autocast weight cache): 2 B per param."""
+    if not (plan.method == "full" and plan.precision in ("mixed", "fp16")):
         return 0, "no fp32 weights to cast"
     n = model.total_params() // (plan.shard_count if plan.shards_params else 1)
     return n * 2, f"{n:,} params x 2 B bf16 copies"
@@ -476,14 +477,14 @@ def host_ram_bytes(model: ModelSpec, plan: Plan) -> int:
     host = _k("host")
     b = host["process_bytes"]
     if plan.method != "qlora":  # from_pretrained reads the weights into host RAM before they move to the GPU
-        b += model.total_params() * (4 if plan.precision != "bf16" else 2)
+        b += model.total_params() * (4 if plan.stores_fp32_weights else 2)
     if plan.offload == "none":
         return int(b)
     n = script.trainable_params(model, plan)
     shards = plan.shard_count
     if plan.engine == "fsdp":
         width = script.trainable_dtype_bytes(plan)
-        params = model.total_params() * (2 if plan.precision == "bf16" or plan.method == "qlora" else 4)
+        params = model.total_params() * (4 if plan.stores_fp32_weights and plan.method != "qlora" else 2)
         b += (params + n * (width + _k("optimizer")["adamw_states"] * width)) / shards
         return int(b)
     b += n * host["deepspeed_offload_per_param"] / shards

@@ -28,6 +28,7 @@ class Task(StrEnum):
 
 class Precision(StrEnum):
     BF16 = "bf16"
+    FP16 = "fp16"    # cards without bf16: fp16 autocast with dynamic loss scaling
     MIXED = "mixed"
     FP32 = "fp32"
 
@@ -202,6 +203,12 @@ class Plan:
         return self.method != Method.FULL
 
     @property
+    def stores_fp32_weights(self) -> bool:
+        """fp32 weights on the GPU: fp32 plans, and full fine-tuning under mixed or fp16
+        precision (fp32 master weights; fp16 weights cannot take small updates)."""
+        return self.precision == Precision.FP32 or (self.method == Method.FULL and self.precision in (Precision.MIXED, Precision.FP16))
+
+    @property
     def is_low_rank(self) -> bool:
         """LoRA, QLoRA or DoRA: rank, alpha, dropout and target modules apply."""
         return self.method in LOW_RANK
@@ -317,8 +324,17 @@ def validate(plan: Plan, model=None) -> Plan:
         raise PlanError("prefix tuning injects its prefix through PEFT's forward, which the chunked and fused losses bypass; use --loss standard")
     if plan.loss == "fused" and plan.task == "dpo":
         raise PlanError("the fused (Liger) loss computes cross-entropy, not DPO's log-probabilities; use --loss chunked for DPO")
-    if plan.method == "qlora" and plan.precision != "bf16":
-        raise PlanError("QLoRA computes in bf16 over 4-bit weights; drop --precision or set it to bf16")
+    if plan.method == "qlora" and plan.precision not in ("bf16", "fp16"):
+        raise PlanError("QLoRA computes in 16 bits over 4-bit weights; set --precision bf16 (or fp16 on a card without bf16)")
+    if plan.precision == "fp16" and (plan.uses_deepspeed or plan.engine == "fsdp"):
+        raise PlanError("fp16 with loss scaling runs on one GPU or with DDP in ftplan's scripts; use --engine ddp, "
+                        "or a card with bf16 for ZeRO and FSDP")
+    if plan.gpu and plan.precision in ("bf16", "mixed"):
+        from planner import hardware
+
+        card = hardware.find(plan.gpu)
+        if card is not None and not card.bf16:
+            raise PlanError(f"{card.name} has no bf16; use --precision fp16 (fp16 autocast with loss scaling)")
     if plan.method != "full" and plan.precision == "mixed":
         raise PlanError("--precision mixed (fp32 master weights) applies to full fine-tuning; adapters already train in fp32")
     if plan.offload != "none" and plan.zero == 0 and plan.engine != "fsdp":

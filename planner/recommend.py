@@ -55,7 +55,7 @@ def _computed(setting: str, value, detail: str) -> Recommendation:
     return Recommendation(setting, value, rule["id"], f"{rule['why']} ({detail})" if detail else rule["why"], rule["source"])
 
 
-HYPERPARAMETERS = ("rank", "alpha", "dropout", "learning_rate", "scheduler", "warmup_ratio", "weight_decay",
+HYPERPARAMETERS = ("precision", "rank", "alpha", "dropout", "learning_rate", "scheduler", "warmup_ratio", "weight_decay",
                    "max_grad_norm", "epochs", "effective_batch", "dpo_beta", "dpo_loss_type", "optim")
 ADAPTER_ONLY = ("rank", "alpha", "dropout")
 
@@ -75,8 +75,10 @@ def recommend(model: ModelSpec, base: Plan, gpu: GpuSpec, examples: int | None =
         raise PlanError(f"--examples must be at least 1 (got {examples})")
     if method_given:
         given = given | {"method"}
+    if "precision" not in given and base.precision in ("bf16", "fp16"):
+        base = base.with_(precision=gpu.half_precision)  # the card decides: bf16, or fp16 where it has none
     facts = {"task": base.task, "task_kind": task_kind, "family": model.family, "examples": examples,
-             "params_b": model.total_params() / 1e9, "method": base.method}
+             "params_b": model.total_params() / 1e9, "method": base.method, "bf16": gpu.bf16}
     recs: list[Recommendation] = []
     notes: list[str] = []
     values: dict = {k: getattr(base, k) for k in given if k in HYPERPARAMETERS}  # rules may derive from them
@@ -88,7 +90,7 @@ def recommend(model: ModelSpec, base: Plan, gpu: GpuSpec, examples: int | None =
         for row in rules.candidates("method"):
             if not rules.matches(row.get("when", {}), facts):
                 continue
-            trial = base.with_(method=row["value"], precision="bf16")
+            trial = base.with_(method=row["value"], precision=base.precision if "precision" in given else gpu.half_precision)
             if search.configure(model, trial, gpu, trial.world_size) is not None:
                 chosen = row
                 break
@@ -117,10 +119,11 @@ def recommend(model: ModelSpec, base: Plan, gpu: GpuSpec, examples: int | None =
     plan = plan.with_(**changes)
     if plan.is_low_rank:
         fam = knowledge.rows("targets", "family")
-        row = next((f for f in fam if f["name"] == model.family), fam[0])
-        recs.append(Recommendation("targets", ",".join(script.adapted_modules(model, plan)), f"targets.{row['name']}",
+        row = next((f for f in fam if f["name"] == model.family), None)
+        source = row["source"] if row else f"the model's own code: {model.derived_from} (planner/inventory.py)"
+        recs.append(Recommendation("targets", ",".join(script.adapted_modules(model, plan)), f"targets.{model.family}",
                                    f"{plan.targets}: attention and MLP projections give the most capacity per rank",
-                                   row["source"]))
+                                   source))
 
     # ---- batch, accumulation, checkpointing, loss, ZeRO stage and GPU count: the one search
     if "batch" in given or "grad_accum" in given:

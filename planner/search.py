@@ -55,6 +55,8 @@ def judge(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> Verdict | None:
         validate(plan, model)
     except PlanError:
         return None
+    if plan.precision in ("bf16", "mixed") and not gpu.bf16:
+        return None
     return Verdict(plan, memory.total_bytes(model, plan), memory.host_ram_bytes(model, plan), gpu)
 
 
@@ -265,6 +267,7 @@ def fixes(model: ModelSpec, plan: Plan, gpu: GpuSpec, limit: int = 3) -> list[Fi
     seen: set[Plan] = set()
     tried: set[tuple] = set()
     for change in CHANGES:
+        change = {k: gpu.half_precision if k == "precision" else v for k, v in change.items()}
         change = {k: v for k, v in change.items() if getattr(plan, k) != v}
         key = tuple(sorted(change.items()))
         if key in tried or (change.get("method") == Method.QLORA and plan.method not in (Method.FULL, *LOW_RANK)):

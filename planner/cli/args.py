@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from planner import models
+from planner import hardware, models
 from planner.errors import FtplanError
 from planner.plan import (
     DPO_LOSSES,
@@ -90,7 +90,8 @@ def add_plan_args(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     p.add_argument("--dropout", type=number(0.0, 0.99), default=g(d.dropout))
     p.add_argument("--targets", default=g(d.targets), help="attention, all-linear, or a comma list of module names")
     p.add_argument("--virtual-tokens", type=whole_number(1, 4096), default=g(d.virtual_tokens))
-    p.add_argument("--precision", choices=PRECISIONS, default=g(d.precision))
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="bf16 | fp16 | mixed | fp32 (default: bf16, or fp16 on a card without bf16)")
     p.add_argument("--optim", choices=OPTIMIZERS, default=g(d.optim))
     ck = p.add_mutually_exclusive_group()
     ck.add_argument("--grad-ckpt", dest="grad_ckpt", action="store_true", default=g(d.grad_ckpt))
@@ -170,6 +171,9 @@ def plan_from_args(args, model: models.ModelSpec, **overrides) -> Plan:
         trust_remote_code=getattr(args, "trust_remote_code", None) or None,
     )
     fields = {k: v for k, v in fields.items() if v is not None}
+    card = hardware.find(overrides.get("gpu") or "")
+    if "precision" not in fields and card is not None:
+        fields["precision"] = card.half_precision  # the card decides where the command line does not
     if getattr(args, "alpha", None) is not None:
         fields["alpha"] = args.alpha
     elif "rank" in fields:

@@ -162,7 +162,7 @@ def print_speed(sp, dataset=None) -> None:
     c.print(f"speed on {esc(sp.gpu.name)}{' (compiled layers)' if sp.as_dict()['compiled'] else ''}: "
             f"{sp.step_s:.3f} s/step = {parts}")
     c.print(f"  {sp.tokens_per_s:,.0f} tokens/s over {sp.plan.world_size} GPU(s), MFU {sp.mfu:.0%} of "
-            f"{sp.gpu.bf16_tflops:,.0f} TFLOP/s bf16 (model fitted to H100 runs of our scripts)")
+            f"{sp.gpu.bf16_tflops:,.0f} TFLOP/s {sp.gpu.half_precision} (model fitted to H100 runs of our scripts)")
     if sp.total_s is not None:
         c.print(f"  {sp.dataset_tokens:,} tokens x {sp.epochs:g} epochs = {sp.total_steps:,} steps, "
                 f"{duration(sp.total_s)}, ${sp.cost:,.2f} at ${sp.price_per_hour:.2f}/GPU-hour")
