@@ -197,3 +197,16 @@ RETIME_ALL_C = _retime((34, 36, 37)) + _retime((0, 1, 2, 4, 6), file="memory-h10
 # the large pool's whole history kept (--events-dir) to replay it offline.
 EVENTS = [dict(c, label=f"events:row{i}") for i, c in zip((3, 5, 14, 11, 9, 15, 37, 26),
                                                          committed(3, 5, 14, 11, 9, 15, 37, 26))]
+
+# 2026-12-01, H200: a family the calibration never measured (Falcon-7B, with the scripts that
+# now find its decoder layers), a Mixtral-shaped mixture of experts written as a config file
+# (bench/configs/mixtral-2b: 8 experts, top 2) with LoRA and QLoRA, and fp16 (cards without
+# bf16) on two measured families.
+FAMILIES_H200 = [
+    dict(model="Falcon-7B", method="lora", batch=4, seq_len=2048),
+    dict(model="Falcon-7B", method="full", batch=4, seq_len=2048, grad_ckpt=True),
+    dict(model="bench/configs/mixtral-2b", method="lora", batch=4, seq_len=2048),
+    dict(model="bench/configs/mixtral-2b", method="qlora", batch=4, seq_len=2048),
+    dict(model="Llama-3.2-1B", method="lora", precision="fp16", batch=4, seq_len=2048),
+    dict(model="Qwen2.5-0.5B", method="full", precision="fp16", batch=4, seq_len=1024),
+]
