@@ -202,11 +202,11 @@ EVENTS = [dict(c, label=f"events:row{i}") for i, c in zip((3, 5, 14, 11, 9, 15, 
 # now find its decoder layers), a Mixtral-shaped mixture of experts written as a config file
 # (bench/configs/mixtral-2b: 8 experts, top 2) with LoRA and QLoRA, and fp16 (cards without
 # bf16) on two measured families.
-FAMILIES_H200 = [
+FAMILIES_H200 = [dict(c, gpu="H200") for c in (
     dict(model="Falcon-7B", method="lora", batch=4, seq_len=2048),
     dict(model="Falcon-7B", method="full", batch=4, seq_len=2048, grad_ckpt=True),
     dict(model="bench/configs/mixtral-2b", method="lora", batch=4, seq_len=2048),
     dict(model="bench/configs/mixtral-2b", method="qlora", batch=4, seq_len=2048),
     dict(model="Llama-3.2-1B", method="lora", precision="fp16", batch=4, seq_len=2048),
     dict(model="Qwen2.5-0.5B", method="full", precision="fp16", batch=4, seq_len=1024),
-]
+)]

@@ -269,6 +269,10 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     if script.attention(model, plan) == "eager":
         scores = a["compiled_eager_scores_per_head_position"] if compiled else a["eager_scores_per_head_position"]
         b += scores * model.num_heads * plan.seq_len
+    elif table.get("sdpa_scores_per_head_position"):
+        # the family always hands sdpa an explicit mask, and with one key-value head sdpa takes
+        # its math kernel, which keeps the bf16 probabilities (S x S per head) for backward
+        b += table["sdpa_scores_per_head_position"] * model.num_heads * plan.seq_len
 
     zero3 = plan.uses_deepspeed and plan.zero == 3
     kept_groups = set()

@@ -88,3 +88,22 @@ def test_an_architecture_without_a_table_or_code_is_refused_not_read_as_llama(tm
                                                "num_attention_heads": 8, "intermediate_size": 1024, "vocab_size": 1000}))
     with pytest.raises(ModelError, match="no layout for the 'brand_new'"):
         models.resolve(str(d))
+
+
+def test_derived_families_measured_on_a_gpu_fall_within_their_stated_margin_with_the_right_verdict():
+    """bench/results/families-h200.jsonl: Falcon-7B and a Mixtral-shaped MoE, never part of the
+    fit, run with our scripts on the H200: each run that ran is within the derived margin of the
+    formulas' estimate, and the verdict with the margin is right for every run."""
+    runs = [json.loads(line) for line in (BENCH / "families-h200.jsonl").read_text().splitlines()]
+    derived = 0
+    for r in runs:
+        plan = Plan(**r["plan"])
+        est = memory.estimate(models.resolve(plan.model), plan, hardware.resolve(plan.gpu))
+        assert est.fits == (not r["oom"]), plan
+        if est.evidence.kind != "derived":
+            continue
+        derived += 1
+        if not r["oom"]:
+            raw = est.total_bytes - est.term_bytes()["evidence_margin"]
+            assert abs(raw - r["measured_nvml_peak_bytes"]) / r["measured_nvml_peak_bytes"] <= est.evidence.margin
+    assert derived >= 4 and {models.resolve(Plan(**r["plan"]).model).family for r in runs} >= {"falcon", "mixtral"}

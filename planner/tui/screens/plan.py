@@ -82,7 +82,8 @@ class PlanScreen(WizardScreen):
         self.query_one("#memory-bar", Static).update(memory_bar(est))
         verdict = "[green]fits[/]" if est.fits else "[red]does not fit[/]"
         text = (f"{escape(recommend.one_line(est))}\n{est.total_bytes / 2**30:.2f} GiB of {est.gpu.memory_bytes / 2**30:.2f} GiB "
-                f"per {est.gpu.name}: {verdict}, headroom {est.headroom_bytes / 2**30:.2f} GiB")
+                f"per {est.gpu.name}: {verdict}, headroom {est.headroom_bytes / 2**30:.2f} GiB"
+                f"\n[dim]evidence: {escape(est.evidence.line())}[/]")
         for n in self.state.advice.notes:
             text += f"\n{escape(n)}"
         for i, f in enumerate(report.fixes):
