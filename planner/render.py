@@ -21,6 +21,11 @@ SUPPORTED = {"transformers": ("5.0", "6.0"), "peft": ("0.17", "1.0"), "torch": (
 FILES = ("train.py", "launch.sh", "merge.py", "slurm.sbatch")
 
 
+# Seconds between the stop signal and the kill SLURM sends at the time limit: one step and a
+# checkpoint save of an 8B full fine-tune (optimizer state included) with room to spare.
+SIGNAL_GRACE_S = 300
+MAX_REQUEUES = 20  # a job that keeps hitting its limit stops being requeued
+
 def py_literal(value) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(py_literal(v) for v in value) + "]"
@@ -208,6 +213,10 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
                  dataset_tokens: int | None = None) -> dict[str, str]:
     """Every file of the run directory, by name, as text (nothing is written)."""
     data_abs = str(Path(data_path).resolve())
+    # the script runs from its own directory: a local model path must not depend on where render ran
+    local = Path(model_path).expanduser()
+    if local.exists():
+        model_path = str(local.resolve())
     plan = plan.with_(data=data_abs, data_format=data_format)
     validate(plan, model)
     decided = script.decide(model, plan)
@@ -227,6 +236,7 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
         estimate_gpu=est_gpu, rule_lines=rule_lines, evidence_line=evidence.of(model).line(), target_modules=list(decided.adapted_modules),
         ia3_feedforward=list(decided.ia3_feedforward),
         loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"],
+        signal_grace_s=SIGNAL_GRACE_S, max_requeues=MAX_REQUEUES,
         half="float16" if plan.precision == "fp16" else "bfloat16", scaler_arg=", scaler" if plan.precision == "fp16" else "",
         attention=decided.attention, compiled=decided.compiled, cast_inputs=decided.cast_adapter_inputs,
         speed_lines=speed_lines(model, plan, estimate),

@@ -2,10 +2,14 @@
 
 The script's JSON lines (stdout) are the metrics; everything else goes to stdout.log and
 stderr.log in the run directory; status.json records the state. Ctrl-C is passed to the
-script, which saves a checkpoint and exits 130."""
+script, which saves a checkpoint and exits 130; so are SIGTERM and SIGHUP (SLURM's time limit
+and preemption, systemd, `timeout`, a closed SSH session), and the runner waits for that
+checkpoint. One runner per directory: an exclusive lock on run.lock, held (and inherited by
+the training process) for the run's life."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -19,6 +23,8 @@ from planner.errors import RunError
 from runner import diagnose, status
 from runner.events import Finished, Metric, read_line
 
+LOCK = "run.lock"
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 OUTPUTS = ("metrics.jsonl", "stdout.log", "stderr.log", "checkpoints", "output", "status.json")
 
 
@@ -46,10 +52,52 @@ def clear_outputs(run_dir: Path) -> None:
             p.unlink()
 
 
+def lock(run_dir: Path) -> int:
+    """An exclusive lock on the directory's run.lock (fcntl.flock: atomic, and released by the
+    kernel when every process holding it has exited), or RunError if another run holds it."""
+    if not (run_dir / "launch.sh").is_file():
+        raise RunError(f"{run_dir} has no launch.sh; render a run directory first (ftplan render -o {run_dir})")
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunError(f"{run_dir} is already running (another ftplan run holds {LOCK}); wait, or stop that run first") from None
+    return fd
+
+
+def _forward_signals(proc: subprocess.Popen, received: list[int]) -> dict:
+    """While a run is followed, SIGINT, SIGTERM and SIGHUP go to the script's process group
+    (also when the shell that started us in the background set SIGINT to be ignored); the
+    runner keeps reading until the script has saved and exited. Only the main thread can set
+    handlers: elsewhere (the wizard's worker) the app stops runs itself."""
+    def forward(signum, frame):
+        if not received:
+            _interrupt(proc, signum)
+        received.append(signum)
+
+    previous = {}
+    try:
+        for s in FORWARDED:
+            previous[s] = signal.signal(s, forward)
+    except ValueError:
+        pass
+    return previous
+
+
 def run(run_dir: str | Path, resume: bool = False, force: bool = False, env: dict | None = None) -> Iterator:
-    """Yield events until the script ends; the last is Finished. Interrupting the consumer
-    (KeyboardInterrupt) forwards SIGINT to the script and still ends with Finished."""
+    """Yield events until the script ends; the last is Finished. Interrupting the runner
+    (Ctrl-C, SIGTERM, SIGHUP) forwards the signal to the script, waits for its checkpoint and
+    still ends with Finished."""
     run_dir = Path(run_dir).resolve()
+    fd = lock(run_dir)
+    try:
+        yield from _run_locked(run_dir, resume, force, env, fd)
+    finally:
+        os.close(fd)
+
+
+def _run_locked(run_dir: Path, resume: bool, force: bool, env: dict | None, lock_fd: int) -> Iterator:
     check_dir(run_dir, resume, force)
     if force and not resume:
         clear_outputs(run_dir)
@@ -58,7 +106,9 @@ def run(run_dir: str | Path, resume: bool = False, force: bool = False, env: dic
     stdout_log = open(run_dir / "stdout.log", "a")
     stderr_log = open(run_dir / "stderr.log", "a")
     proc = subprocess.Popen(cmd, cwd=run_dir, stdout=subprocess.PIPE, stderr=stderr_log, text=True,
-                            env=child_env, start_new_session=True)
+                            env=child_env, start_new_session=True, pass_fds=(lock_fd,))
+    received: list[int] = []
+    previous = _forward_signals(proc, received)
     status.write(run_dir, state="running", runner_pid=os.getpid(), pid=proc.pid, started=status.now(),
                  ended=None, exit_code=None, resume=resume)
     metrics: list[dict] = []
@@ -85,9 +135,12 @@ def run(run_dir: str | Path, resume: bool = False, force: bool = False, env: dic
         if proc.poll() is None:
             _interrupt(proc)
             proc.wait()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         stdout_log.close()
         stderr_log.close()
     code = proc.returncode
+    interrupted = interrupted or bool(received)
     state = "succeeded" if code == 0 else ("interrupted" if code == 130 or interrupted else "failed")
     log_text = (run_dir / "stderr.log").read_text(errors="replace")[-200_000:]
     diag = diagnose.diagnose(run_dir, code, log_text, metrics) if state != "succeeded" else None
@@ -99,10 +152,10 @@ def run(run_dir: str | Path, resume: bool = False, force: bool = False, env: dic
     yield Finished(state, code, last_step, diag, finished.get("output", ""))
 
 
-def _interrupt(proc: subprocess.Popen) -> None:
-    """SIGINT to the script's process group; it checkpoints and exits. SIGKILL after 10 min."""
+def _interrupt(proc: subprocess.Popen, signum: int = signal.SIGINT) -> None:
+    """The signal to the script's process group; it checkpoints and exits. SIGKILL after 10 min."""
     try:
-        os.killpg(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, signum)
     except ProcessLookupError:
         return
     def _kill_later():

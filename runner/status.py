@@ -22,7 +22,13 @@ def read(run_dir: Path) -> dict:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError):  # unreadable, not UTF-8, not JSON: never trusted
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    if data.get("state") == "running" and not _alive(data.get("runner_pid")):
+        # the runner died without writing its end (SIGKILL, a lost node): what it left is an
+        # interrupted run, which --resume continues from its last checkpoint
+        data = {**data, "state": "interrupted", "runner_lost": True}
+    return data
 
 
 def write(run_dir: Path, **fields) -> dict:
@@ -40,9 +46,11 @@ def now() -> str:
 
 def is_running(run_dir: Path) -> bool:
     """A live process owns this directory (a stale 'running' from a crash does not count)."""
-    st = read(run_dir)
-    pid = st.get("runner_pid")
-    if st.get("state") != "running" or isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31:
+    return read(run_dir).get("state") == "running"
+
+
+def _alive(pid) -> bool:
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31:
         return False  # a pid that is no process's (0 and negatives would address process groups)
     try:
         os.kill(pid, 0)

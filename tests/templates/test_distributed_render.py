@@ -3,6 +3,7 @@ own config models, accelerate's config loader, bash -n), and the launch commands
 
 import ast
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -109,3 +110,29 @@ def test_slurm_time_limit_follows_the_speed_estimate():
     assert render.slurm_time_limit(None) == "1-00:00:00"
     assert render.slurm_time_limit(3600) == "0-02:00:00"      # 1.5 h + 0.5 h
     assert render.slurm_time_limit(86400) == "1-12:30:00"
+
+
+def test_the_batch_script_requeues_after_its_time_limit_signal_and_the_next_start_resumes(tmp_path):
+    result, plan = _render(tmp_path, method="lora", **CONFIGS[0])
+    run_dir = result.run_dir
+    sbatch = (run_dir / "slurm.sbatch").read_text()
+    assert "#SBATCH --signal=TERM@" in sbatch and "#SBATCH --requeue" in sbatch
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    (bin_dir / "srun").write_text(f'#!/usr/bin/env bash\necho "srun $*" >> {calls}\nexit "$SRUN_EXIT"\n')
+    (bin_dir / "scontrol").write_text(f'#!/usr/bin/env bash\necho "scontrol $*" >> {calls}\n'
+                                      '[ "$1" = show ] && echo node1\nexit 0\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "node1",
+           "SLURM_NNODES": "1"}
+    stopped = subprocess.run(["bash", str(run_dir / "slurm.sbatch")], env={**env, "SRUN_EXIT": "130"})
+    assert stopped.returncode == 130 and "scontrol requeue 7" in calls.read_text()
+    assert "launch.sh --resume" not in calls.read_text()  # the first start had nothing to resume
+    (run_dir / "checkpoints" / "step-000005").mkdir(parents=True)
+    again = subprocess.run(["bash", str(run_dir / "slurm.sbatch")], env={**env, "SRUN_EXIT": "0", "SLURM_RESTART_COUNT": "1"})
+    assert again.returncode == 0 and "bash launch.sh --resume" in calls.read_text().splitlines()[-1]
+    finished_twice = subprocess.run(["bash", str(run_dir / "slurm.sbatch")],
+                                    env={**env, "SRUN_EXIT": "130", "SLURM_RESTART_COUNT": "20"})
+    assert finished_twice.returncode == 130 and calls.read_text().count("requeue") == 1  # no endless requeue
