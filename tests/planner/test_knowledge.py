@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SETTINGS = {"loss", "rank", "alpha", "dropout", "learning_rate", "scheduler", "warmup_ratio", "weight_decay", "max_grad_norm",
             "epochs", "effective_batch", "max_length", "dpo_beta", "dpo_loss_type", "method", "optim", "grad_ckpt",
-            "batch", "grad_accum", "gpus"}
-WHEN_KEYS = {"task", "task_kind", "method", "family", "examples_min", "examples_max", "params_b_min", "params_b_max"}
+            "batch", "grad_accum", "gpus", "precision"}
+WHEN_KEYS = {"task", "task_kind", "method", "family", "examples_min", "examples_max", "params_b_min", "params_b_max", "bf16"}
 
 
 def test_every_row_of_every_table_has_a_source():

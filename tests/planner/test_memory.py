@@ -118,7 +118,7 @@ def test_invalid_plans_are_refused():
         est(batch=0)
     with pytest.raises(PlanError, match="needs ZeRO"):
         est(method="full", offload="optimizer")
-    with pytest.raises(PlanError, match="QLoRA computes in bf16"):
+    with pytest.raises(PlanError, match="QLoRA computes in 16 bits"):
         est(method="qlora", precision="mixed")
 
 

@@ -124,6 +124,12 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path, tiny_model, da
     ("[rank0]: RuntimeError: expected mat1 and mat2 to have the same dtype, but got: c10::BFloat16 != float", "zero3-dtype"),
     ("[rank1]:[E] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=5, OpType=ALLREDUCE)", "collective-timeout"),
     ("torch.distributed.elastic.rendezvous.api.RendezvousTimeoutError", "rendezvous"),
+    ("ValueError: FooForCausalLM does not support an attention implementation through "
+     "torch.nn.functional.scaled_dot_product_attention yet.", "attention-unsupported"),
+    ("ValueError: The repository ./m contains custom code which must be executed to correctly load the model.", "remote-code"),
+    ("RuntimeError: [enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file data/3: "
+     "file write failed", "disk-full"),
+    ("OSError: [Errno 28] No space left on device", "disk-full"),
 ])
 def test_distributed_failures_are_diagnosed(tmp_path, stderr, failure):
     d = fake_run_dir(tmp_path, f"import sys\nprint({stderr!r}, file=sys.stderr)\nsys.exit(1)\n")
