@@ -210,3 +210,21 @@ FAMILIES_H200 = [dict(c, gpu="H200") for c in (
     dict(model="Llama-3.2-1B", method="lora", precision="fp16", batch=4, seq_len=2048),
     dict(model="Qwen2.5-0.5B", method="full", precision="fp16", batch=4, seq_len=1024),
 )]
+
+# 2026-12-01, H200: packing that keeps examples apart (positions restart at each example; no
+# token attends to another) against the old packing (--packing-attends-across) and padded rows,
+# on answers of varied length; and the full-length speed plans (a block is one example there).
+_PACK8 = dict(_L8, method="lora", batch=4, gpu="H200")
+_PACK1 = dict(_L1, method="full", batch=8, gpu="H200")
+PACKING_H200_8B = [
+    dict(_PACK8, label="8b-lora:best"),
+    dict(_PACK8, label="8b-lora:packed-varied", lengths="varied"),
+    dict(_PACK8, label="8b-lora:packed-across-varied", lengths="varied", packing_attends_across=True),
+    dict(_PACK8, label="8b-lora:padded-varied", lengths="varied", packing=False),
+]
+PACKING_H200_1B = [
+    dict(_PACK1, label="1b-full:best"),
+    dict(_PACK1, label="1b-full:packed-varied", lengths="varied"),
+    dict(_PACK1, label="1b-full:packed-across-varied", lengths="varied", packing_attends_across=True),
+    dict(_PACK1, label="1b-full:padded-varied", lengths="varied", packing=False),
+]

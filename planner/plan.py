@@ -168,6 +168,7 @@ class Plan:
     data: str = ""
     data_format: str = "auto"
     packing: bool = True
+    packing_attends_across: bool = False  # the old packing: examples in a block attend to earlier ones
     eval_fraction: float = 0.05
     seed: int = 42
     output_dir: str = "output"

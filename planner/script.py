@@ -32,6 +32,14 @@ def attention(model: ModelSpec, plan: Plan) -> str:
     return plan.attn
 
 
+def packs(plan: Plan) -> bool:
+    """Whether SFT examples share blocks. Not for prefix tuning: PEFT hands its prefix to the
+    model as a cache, and transformers isolates packed examples only without one
+    (masking_utils: packed sequences are read from position ids when there is no cache), so
+    prefix-tuning scripts pad each example instead."""
+    return plan.packing and plan.task == "sft" and plan.method != Method.PREFIX
+
+
 def casts_adapter_inputs(plan: Plan) -> bool:
     """Whether the script leaves PEFT's input cast on: when the plan asks, and under ZeRO-3,
     whose own linear function (LinearFunctionForZeroStage3) is not autocast-aware and needs

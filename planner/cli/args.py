@@ -138,6 +138,8 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report-to", choices=REPORT_TO, default="none")
     p.add_argument("--run-name", default="ftplan-run")
     p.add_argument("--no-packing", dest="packing", action="store_false", default=True)
+    p.add_argument("--packing-attends-across", action="store_true",
+                   help="pack without isolating examples (each attends to those before it in its block): older runs only")
 
 
 def resolve_gpu(args):

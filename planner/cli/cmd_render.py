@@ -42,7 +42,8 @@ def run(args) -> int:
         plan = plan.with_(**{k: getattr(args, k) for k in ("learning_rate", "epochs") if getattr(args, k) is not None},
                           max_steps=args.max_steps, seed=args.seed, eval_fraction=args.eval_fraction,
                           save_steps=args.save_steps, logging_steps=args.logging_steps, report_to=args.report_to,
-                          run_name=args.run_name, packing=args.packing, data=args.data or "")
+                          run_name=args.run_name, packing=args.packing,
+                          packing_attends_across=args.packing_attends_across, data=args.data or "")
         model_path = args.model_path or workflow.default_model_path(model_early, args.model)
         data_path = args.data
     if not data_path:
