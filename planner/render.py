@@ -252,6 +252,7 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
         files["ds_config.json"] = json.dumps(deepspeed_config(plan), indent=2) + "\n"
     if plan.distributed:
         files["accelerate_config.yaml"] = yaml_text(accelerate_config(plan))
+    files["run.lock"] = ""  # `ftplan run` holds a lock on it for the run's life: one runner per directory
     files["plan.toml"] = plan_toml(plan, {"model_path": model_path, "data_path": data_abs,
                                           "data_format": data_format, "command": command})
     files["NEXT_STEPS.txt"] = next_steps(plan, Path(run_dir).resolve(), model_path) + "\n"

@@ -57,6 +57,8 @@ def lock(run_dir: Path) -> int:
     kernel when every process holding it has exited), or RunError if another run holds it."""
     if not (run_dir / "launch.sh").is_file():
         raise RunError(f"{run_dir} has no launch.sh; render a run directory first (ftplan render -o {run_dir})")
+    # render writes run.lock, so a refused run leaves the directory as it was; one rendered by an
+    # older ftplan gets it now
     fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

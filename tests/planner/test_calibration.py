@@ -18,7 +18,8 @@ H200_32B = BENCH / "qlora30b-h200.jsonl"
 RESULTS = [BENCH / "memory-h100.jsonl", BENCH / "memory-h100-compiled.jsonl", BENCH / "speed-h100.jsonl", ENGINES,
            BENCH / "engines-dpo-h100.jsonl", BENCH / "retime-h100.jsonl", BENCH / "mistral-h100.jsonl",
            BENCH / "packing-h100.jsonl", BENCH / "trace-h100.jsonl", BENCH / "trace-pools-h100.jsonl",
-           BENCH / "events-h100.jsonl", H200_32B, BENCH / "families-h200.jsonl"]
+           BENCH / "events-h100.jsonl", H200_32B, BENCH / "families-h200.jsonl",
+           BENCH / "packing-h200.jsonl"]
 H100 = hardware.resolve("H100-SXM")
 
 def runs(files=RESULTS):
