@@ -175,6 +175,7 @@ class Plan:
     run_name: str = "ftplan-run"
     logging_steps: int = 1
     save_steps: int = 100
+    keep_checkpoints: int = 2      # the newest K checkpoints stay on disk; older ones are deleted
     eval_steps: int = 100
     report_to: str = "none"
     save_final: bool = True        # False: skip the final checkpoint and model save (benchmarks)
@@ -364,7 +365,7 @@ def validate(plan: Plan, model=None) -> Plan:
         if not (math.isfinite(value) and (value > low if open_low else value >= low) and value <= high):
             lower = f"above {low:g}" if open_low else f"at least {low:g}"
             raise PlanError(f"--{name.replace('_', '-')} must be a finite number {lower} and at most {high:g} (got {value})")
-    for name, low, high in (("max_steps", 0, 10**9), ("seed", 0, 2**32 - 1), ("save_steps", 1, 10**9),
+    for name, low, high in (("max_steps", 0, 10**9), ("seed", 0, 2**32 - 1), ("save_steps", 1, 10**9), ("keep_checkpoints", 1, 1000),
                             ("logging_steps", 1, 10**9), ("eval_steps", 1, 10**9), ("rank", 1, 4096),
                             ("alpha", 1, 1_000_000), ("virtual_tokens", 1, 4096)):
         value = getattr(plan, name)

@@ -11,7 +11,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from planner import evidence, knowledge, memory, script, speed
+from planner import disk, evidence, knowledge, memory, script, speed
 from planner.errors import RenderError
 from planner.models import ModelSpec
 from planner.plan import Plan, validate
@@ -236,7 +236,7 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
         estimate_gpu=est_gpu, rule_lines=rule_lines, evidence_line=evidence.of(model).line(), target_modules=list(decided.adapted_modules),
         ia3_feedforward=list(decided.ia3_feedforward),
         loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"],
-        packs=script.packs(plan), signal_grace_s=SIGNAL_GRACE_S, max_requeues=MAX_REQUEUES,
+        packs=script.packs(plan), checkpoint_bytes=disk.checkpoint_bytes(model, plan), final_bytes=disk.final_model_bytes(model, plan), signal_grace_s=SIGNAL_GRACE_S, max_requeues=MAX_REQUEUES,
         half="float16" if plan.precision == "fp16" else "bfloat16", scaler_arg=", scaler" if plan.precision == "fp16" else "",
         attention=decided.attention, compiled=decided.compiled, cast_inputs=decided.cast_adapter_inputs,
         speed_lines=speed_lines(model, plan, estimate),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from planner import hardware, memory, recommend, render, search, speed
+from planner import disk, hardware, memory, recommend, render, search, speed
 from planner.errors import HardwareError, PlanError
 from planner.hardware import GpuSpec
 from planner.models import ModelSpec
@@ -82,6 +82,8 @@ class Report:
         d["speed"] = self.speed.as_dict() if self.speed else None
         d["dataset"] = self.dataset.as_dict()
         d["fixes"] = [f.as_dict() for f in self.fixes]
+        d["checkpoint_bytes"] = disk.checkpoint_bytes(self.estimate.model, self.plan)
+        d["disk_bytes"] = disk.disk_bytes(self.estimate.model, self.plan)
         return d
 
 
@@ -175,7 +177,8 @@ def render_run(report: Report, run_dir: Path, model_path: str, data_path: str, d
     if refusal and not allow_oom:
         raise PlanError(refusal)
     est = report.estimate
-    return render.render(est.plan, est.model, Path(run_dir), model_path, data_path, data_format, command,
+    plan = disk.fit_to_disk(est.model, est.plan, disk.free_bytes(Path(run_dir)))  # keeps fewer checkpoints on a small disk
+    return render.render(plan, est.model, Path(run_dir), model_path, data_path, data_format, command,
                          estimate=est, recommendations=recommendations, force=force,
                          dataset_tokens=report.dataset.tokens)
 

@@ -134,6 +134,8 @@ def add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=whole_number(0, 2**32 - 1), default=42)
     p.add_argument("--eval-fraction", type=number(0.0, 0.49), default=0.05)
     p.add_argument("--save-steps", type=positive_int, default=100)
+    p.add_argument("--keep-checkpoints", type=whole_number(1, 1000), default=None,
+                   help="newest checkpoints kept on disk (default 2, or 1 when the disk has room for only one)")
     p.add_argument("--logging-steps", type=positive_int, default=1)
     p.add_argument("--report-to", choices=REPORT_TO, default="none")
     p.add_argument("--run-name", default="ftplan-run")

@@ -83,6 +83,11 @@ def print_fixes(fixes) -> None:
 def print_report(report) -> None:
     """An estimate, its fixes when it does not fit, and its speed."""
     print_estimate(report.estimate)
+    from planner import disk
+
+    est = report.estimate
+    console().print(f"disk: {gib(disk.checkpoint_bytes(est.model, est.plan))} a checkpoint, {est.plan.keep_checkpoints} kept; "
+                    f"{gib(disk.disk_bytes(est.model, est.plan))} with the final model")
     if report.estimate.gpu is not None:
         print_fixes(report.fixes)
         print_speed(report.speed, report.dataset)
