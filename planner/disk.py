@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from planner import knowledge, script
-from planner.errors import PlanError
 from planner.models import ModelSpec
 from planner.plan import Plan
 
@@ -67,16 +66,18 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
-def fit_to_disk(model: ModelSpec, plan: Plan, free: int) -> Plan:
-    """The plan with as many kept checkpoints as the disk holds (at most the plan's own), or
-    PlanError with the figures when not even one fits beside the final model."""
+def fit_to_disk(model: ModelSpec, plan: Plan, free: int) -> tuple[Plan, str]:
+    """The plan with as many kept checkpoints as the disk holds (at most the plan's own), and a
+    warning with the figures when not even one fits beside the final model here (the run may
+    be copied to a larger disk: the script checks again where it runs, before it writes)."""
     keep = plan.keep_checkpoints
     while keep > 1 and disk_bytes(model, plan.with_(keep_checkpoints=keep)) > free:
         keep -= 1
     fitted = plan.with_(keep_checkpoints=keep)
     need = disk_bytes(model, fitted)
-    if need > free:
-        raise PlanError(f"the run needs {need / 2**30:.1f} GiB of disk (checkpoints of {checkpoint_bytes(model, plan) / 2**30:.1f} GiB "
-                        f"and a final model of {final_model_bytes(model, plan) / 2**30:.1f} GiB) and its filesystem has "
-                        f"{free / 2**30:.1f} GiB free; free space or render it on a larger filesystem (-o DIR)")
-    return fitted
+    if need <= free:
+        return fitted, ""
+    return fitted, (f"the run needs {need / 2**30:.1f} GiB of disk (checkpoints of {checkpoint_bytes(model, plan) / 2**30:.1f} GiB "
+                    f"and a final model of {final_model_bytes(model, plan) / 2**30:.1f} GiB) and this filesystem has "
+                    f"{free / 2**30:.1f} GiB free: train.py stops before writing what does not fit; free space or run it "
+                    f"on a larger filesystem")

@@ -75,6 +75,7 @@ class RenderResult:
     run_dir: Path
     files: tuple[Path, ...]
     next_steps: str
+    warnings: tuple[str, ...] = ()
 
 
 def check_versions() -> list[str]:

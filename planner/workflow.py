@@ -3,7 +3,7 @@ wizard's screens both call these and only display what comes back. No Rich or Te
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from planner import disk, hardware, memory, recommend, render, search, speed
@@ -177,10 +177,11 @@ def render_run(report: Report, run_dir: Path, model_path: str, data_path: str, d
     if refusal and not allow_oom:
         raise PlanError(refusal)
     est = report.estimate
-    plan = disk.fit_to_disk(est.model, est.plan, disk.free_bytes(Path(run_dir)))  # keeps fewer checkpoints on a small disk
-    return render.render(plan, est.model, Path(run_dir), model_path, data_path, data_format, command,
-                         estimate=est, recommendations=recommendations, force=force,
-                         dataset_tokens=report.dataset.tokens)
+    plan, warning = disk.fit_to_disk(est.model, est.plan, disk.free_bytes(Path(run_dir)))  # fewer checkpoints on a small disk
+    result = render.render(plan, est.model, Path(run_dir), model_path, data_path, data_format, command,
+                           estimate=est, recommendations=recommendations, force=force,
+                           dataset_tokens=report.dataset.tokens)
+    return replace(result, warnings=(warning,) if warning else ())
 
 
 def preview(report: Report, model_path: str, data_path: str, data_format: str, recommendations=(),

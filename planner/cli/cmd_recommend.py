@@ -51,6 +51,8 @@ def run(args) -> int:
         command = "ftplan " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         result = workflow.render_run(found.report, Path(args.output), model_path, args.data, found.data.format, command,
                                      recommendations=found.advice.recommendations, force=args.force)
+        for warning in result.warnings:
+            output.note(f"warning: {warning}")
     if args.json:
         out = found.as_dict()
         if result is not None:

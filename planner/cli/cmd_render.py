@@ -68,6 +68,8 @@ def run(args) -> int:
     command = "ftplan " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = workflow.render_run(report, Path(args.output), model_path, data_path, stats.format, command,
                                  force=args.force, allow_oom=args.allow_oom)
+    for warning in result.warnings:
+        output.note(f"warning: {warning}")
     for problem in render.check_versions():
         output.note(f"warning: {problem}; the script may need changes")
     est = report.estimate

@@ -14,6 +14,8 @@ import pytest
 from planner import inventory, models
 from planner.errors import ModelError
 
+pytest.importorskip("peft")  # the truth is built with transformers and PEFT
+
 CONFIGS = {k: v for k, v in json.loads((Path(__file__).parent / "data" / "published_configs.json").read_text()).items()
            if not k.startswith("_")}
 # Parts ftplan does not model: these must be refused, and say why.
