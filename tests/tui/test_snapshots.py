@@ -28,8 +28,10 @@ def app() -> FtplanApp:
 def forward(steps: int):
     async def run_before(pilot) -> None:
         for _ in range(steps):
+            await pilot.app.workers.wait_for_complete()  # the data report sets the sequence length: never race it
             pilot.app.screen.query_one("#next").press()
             await pilot.pause(0.3)
+        await pilot.app.workers.wait_for_complete()
         await pilot.pause(0.3)
     return run_before
 

@@ -44,12 +44,15 @@ class ModelScreen(WizardScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self._report_data(self.state.data, set_length=False)
+        self._reported = self.state.data.strip()
+        self._report_data(self.state.data, set_length=True)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """The data report as soon as the field names a file; its recommended length becomes the
-        sequence length."""
-        if event.input.id == "data":
+        sequence length. Done once on mount, so the Changed message Textual posts for the
+        field's first value changes nothing (and never races the user's first key)."""
+        if event.input.id == "data" and event.value.strip() != self._reported:
+            self._reported = event.value.strip()
             self._report_data(event.value, set_length=True)
 
     def _report_data(self, path: str, set_length: bool) -> None:
