@@ -6,24 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from planner import knowledge, script
+from planner import memory, script
 from planner.models import ModelSpec
 from planner.plan import Plan
 
 # RNG states, the step and the scaler: a few kilobytes; counted so a figure is never zero
 SMALL_FILES_BYTES = 1 << 20
-
-
-def _optimizer(n: int, plan: Plan) -> int:
-    """AdamW's two states per trained parameter as saved: in the parameter's dtype (torch),
-    1 B each plus block absmax (bitsandbytes 8-bit), or fp32 master weights and two fp32 states
-    under DeepSpeed (12 B: its optimizer shards are written whole)."""
-    opt = knowledge.table("memory")["optimizer"]
-    if plan.uses_deepspeed:
-        return n * 12
-    if plan.optim in ("adamw_8bit", "paged_adamw_8bit"):
-        return int(n * opt["adamw_states"] * (opt["adamw_8bit_state_bytes"] + 4 / opt["adamw_8bit_block"]))
-    return n * opt["adamw_states"] * script.trainable_dtype_bytes(plan)
 
 
 def weights_bytes(model: ModelSpec, plan: Plan) -> int:
@@ -40,7 +28,8 @@ def checkpoint_bytes(model: ModelSpec, plan: Plan) -> int:
     trained = n * script.trainable_dtype_bytes(plan)
     if plan.distributed:
         trained = weights_bytes(model, plan) + (trained if plan.is_peft else 0)
-    return trained + _optimizer(n, plan) + SMALL_FILES_BYTES
+    # the optimizer's states as saved: every shard, so unsharded
+    return trained + int(n * memory.optimizer_bytes_per_param(plan)) + SMALL_FILES_BYTES
 
 
 def final_model_bytes(model: ModelSpec, plan: Plan) -> int:

@@ -18,7 +18,7 @@ from planner.errors import ModelError
 # Relative agreement ftplan requires between its shape formulas and the built model.
 PARAMS_TOLERANCE = 0.01
 LORA_TOLERANCE = 0.02
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,6 @@ class Inventory:
 
     architecture: str                 # the class transformers built
     total_params: int
-    fused_expert_params: int          # 3-D expert tensors (not nn.Linear)
     attention_modules: tuple[str, ...]  # names of the linear layers inside the blocks' attention
     mlp_modules: tuple[str, ...]        # the other linear layers of the blocks (routers left out)
     tied_embeddings: bool
@@ -118,11 +117,9 @@ def build(cfg: dict, path: str = "", trust_remote_code: bool = False, rank: int 
         raise ModelError(f"transformers cannot build {type(config).__name__} as a causal LM ({str(e)[:100]})") from None
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     attention, mlp = _block_linears(model, getattr(text, "num_local_experts", None) or getattr(text, "num_experts", None))
-    fused = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 3)
     inv = Inventory(
         architecture=type(model).__name__,
         total_params=sum(p.numel() for p in model.parameters()),
-        fused_expert_params=fused,
         attention_modules=attention, mlp_modules=mlp,
         tied_embeddings=bool(getattr(text, "tie_word_embeddings", True)),
         sdpa=bool(getattr(model, "_supports_sdpa", False)),

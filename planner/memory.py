@@ -159,23 +159,30 @@ def optimizer_state_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     opt = _k("optimizer")
     if plan.offload in ("optimizer", "all"):
         return 0, "offloaded to CPU (see host RAM)"
+    per = optimizer_bytes_per_param(plan)
     if plan.uses_deepspeed:
-        per = 12.0
-        detail = f"{n:,} trainable x 12 B (fp32 master + 2 fp32 states, DeepSpeed)"
+        detail = f"{n:,} trainable x {per:g} B (fp32 master + 2 fp32 states, DeepSpeed)"
     elif plan.optim in ("adamw_8bit", "paged_adamw_8bit"):
-        per = opt["adamw_states"] * (opt["adamw_8bit_state_bytes"] + 4 / opt["adamw_8bit_block"])
         detail = f"{n:,} trainable x {per:.3f} B (two 8-bit states + block absmax)"
         if plan.optim.startswith("paged"):
             detail += "; paged states stay resident while the GPU has room"
     else:
-        width = script.trainable_dtype_bytes(plan)
-        per = opt["adamw_states"] * width
-        detail = f"{n:,} trainable x {opt['adamw_states']} states x {width} B"
+        detail = f"{n:,} trainable x {opt['adamw_states']} states x {script.trainable_dtype_bytes(plan)} B"
     b = int(n * per)
     if plan.shards_optimizer:
         b //= plan.shard_count
         detail += f" / {plan.shard_count} GPUs"
     return b, detail
+
+
+def optimizer_bytes_per_param(plan: Plan) -> float:
+    """Optimizer state per trained parameter, unsharded (optimizer_state_bytes cites the sources)."""
+    opt = _k("optimizer")
+    if plan.uses_deepspeed:
+        return opt["deepspeed_bytes_per_param"]
+    if plan.optim in ("adamw_8bit", "paged_adamw_8bit"):
+        return opt["adamw_states"] * (opt["adamw_8bit_state_bytes"] + 4 / opt["adamw_8bit_block"])
+    return opt["adamw_states"] * script.trainable_dtype_bytes(plan)
 
 
 def autocast_weight_copy_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:

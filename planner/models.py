@@ -48,7 +48,6 @@ class ModelSpec:
     attention_modules: tuple[str, ...] = ()   # LoRA target names of the attention projections
     mlp_modules: tuple[str, ...] = ()         # and of the feed-forward (dense) linear layers
     derived_from: str = ""                    # how transformers' own build of the config was read
-    remote_code: bool = False                 # the architecture's code ships with the model (auto_map)
     sdpa: bool = True                         # transformers runs this architecture with sdpa
 
     # ------------------------------------------------------------------ widths
@@ -446,7 +445,7 @@ def derive(spec: ModelSpec, cfg: dict, trust_remote_code: bool = False) -> Model
         raise ModelError(f"{spec.name}: transformers could not build this config ({type(e).__name__}: {str(e)[:100]}); "
                          f"fix the config or plan a catalog model") from None
     known = family_table(spec.family) is not None
-    spec = replace(spec, tied_embeddings=inv.tied_embeddings, sdpa=inv.sdpa, remote_code=bool(cfg.get("auto_map")),
+    spec = replace(spec, tied_embeddings=inv.tied_embeddings, sdpa=inv.sdpa,
                    derived_from=f"{inv.architecture} built on the meta device by {inv.versions}: {inv.total_params:,} parameters")
     if not known:
         unknown = [m for m in inv.attention_modules + inv.mlp_modules if m not in MODULE_NAMES]

@@ -21,11 +21,6 @@ SUPPORTED = {"transformers": ("5.0", "6.0"), "peft": ("0.17", "1.0"), "torch": (
 FILES = ("train.py", "launch.sh", "merge.py", "slurm.sbatch")
 
 
-# Seconds between the stop signal and the kill SLURM sends at the time limit: one step and a
-# checkpoint save of an 8B full fine-tune (optimizer state included) with room to spare.
-SIGNAL_GRACE_S = 300
-MAX_REQUEUES = 20  # a job that keeps hitting its limit stops being requeued
-
 def py_literal(value) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(py_literal(v) for v in value) + "]"
@@ -237,7 +232,8 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
         estimate_gpu=est_gpu, rule_lines=rule_lines, evidence_line=evidence.of(model).line(), target_modules=list(decided.adapted_modules),
         ia3_feedforward=list(decided.ia3_feedforward),
         loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"],
-        packs=script.packs(plan), checkpoint_bytes=disk.checkpoint_bytes(model, plan), final_bytes=disk.final_model_bytes(model, plan), signal_grace_s=SIGNAL_GRACE_S, max_requeues=MAX_REQUEUES,
+        packs=script.packs(plan), checkpoint_bytes=disk.checkpoint_bytes(model, plan), final_bytes=disk.final_model_bytes(model, plan), signal_grace_s=knowledge.table("distributed")["slurm"]["signal_grace_s"],
+        max_requeues=knowledge.table("distributed")["slurm"]["max_requeues"],
         half="float16" if plan.precision == "fp16" else "bfloat16", scaler_arg=", scaler" if plan.precision == "fp16" else "",
         attention=decided.attention, compiled=decided.compiled, cast_inputs=decided.cast_adapter_inputs,
         speed_lines=speed_lines(model, plan, estimate),

@@ -115,24 +115,18 @@ def _run_locked(run_dir: Path, resume: bool, force: bool, env: dict | None, lock
                  ended=None, exit_code=None, resume=resume)
     metrics: list[dict] = []
     last_step = 0
-    interrupted = False
     try:
-        try:
-            for line in proc.stdout:
-                stdout_log.write(line)
-                stdout_log.flush()
-                shown = read_line(line, metrics)
-                if isinstance(shown, Metric):
-                    last_step = shown.step
-                if shown is not None:
-                    yield shown
-        except KeyboardInterrupt:
-            interrupted = True
-            _interrupt(proc)
-            for line in proc.stdout:  # drain: the script logs its checkpoint on the way out
-                stdout_log.write(line)
-                read_line(line, metrics)
-        code = proc.wait()
+        # a signal to the runner goes to the script (_forward_signals): it checkpoints, logs
+        # and exits, and this loop reads on to the end
+        for line in proc.stdout:
+            stdout_log.write(line)
+            stdout_log.flush()
+            shown = read_line(line, metrics)
+            if isinstance(shown, Metric):
+                last_step = shown.step
+            if shown is not None:
+                yield shown
+        proc.wait()
     finally:
         if proc.poll() is None:
             _interrupt(proc)
@@ -142,8 +136,7 @@ def _run_locked(run_dir: Path, resume: bool, force: bool, env: dict | None, lock
         stdout_log.close()
         stderr_log.close()
     code = proc.returncode
-    interrupted = interrupted or bool(received)
-    state = "succeeded" if code == 0 else ("interrupted" if code == 130 or interrupted else "failed")
+    state = "succeeded" if code == 0 else ("interrupted" if code == 130 or received else "failed")
     log_text = (run_dir / "stderr.log").read_text(errors="replace")[-200_000:]
     diag = diagnose.diagnose(run_dir, code, log_text, metrics) if state != "succeeded" else None
     if state == "interrupted" and diag and diag.failure_id == "unknown":
