@@ -44,7 +44,8 @@ def _model(spec: models.ModelSpec, plan: Plan):
     config = hf_config(spec)
     from planner import script
 
-    config._attn_implementation = script.attention(spec, plan)
+    # the GPU's kernel where there is one; the CPU has no FlexAttention backward
+    config._attn_implementation = script.attention(spec, plan) if torch.cuda.is_available() else script.cpu_attention(spec, plan)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if plan.precision == "bf16" else torch.float32)
     model.config.use_cache = False

@@ -228,3 +228,12 @@ PACKING_H200_1B = [
     dict(_PACK1, label="1b-full:packed-across-varied", lengths="varied", packing_attends_across=True),
     dict(_PACK1, label="1b-full:padded-varied", lengths="varied", packing=False),
 ]
+
+# 2026-12-02, H200: the same packed plans with FlexAttention (transformers turns the restarting
+# positions into a document block mask) against sdpa's explicit block-diagonal mask above; and
+# the 1B padded run the first call had no time for.
+PACKING_FLEX_H200 = [
+    dict(_PACK8, label="8b-lora:packed-varied-flex", lengths="varied", attn="flex_attention"),
+    dict(_PACK1, label="1b-full:packed-varied-flex", lengths="varied", attn="flex_attention"),
+    dict(_PACK1, label="1b-full:padded-varied", lengths="varied", packing=False),
+]

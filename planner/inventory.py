@@ -18,7 +18,7 @@ from planner.errors import ModelError
 # Relative agreement ftplan requires between its shape formulas and the built model.
 PARAMS_TOLERANCE = 0.01
 LORA_TOLERANCE = 0.02
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Inventory:
     mlp_modules: tuple[str, ...]        # the other linear layers of the blocks (routers left out)
     tied_embeddings: bool
     sdpa: bool                        # the class declares sdpa support
+    flex: bool                        # and FlexAttention support
     lora_params: dict[str, int] = field(default_factory=dict)  # PEFT's trainable count per target list
     versions: str = ""
 
@@ -123,6 +124,7 @@ def build(cfg: dict, path: str = "", trust_remote_code: bool = False, rank: int 
         attention_modules=attention, mlp_modules=mlp,
         tied_embeddings=bool(getattr(text, "tie_word_embeddings", True)),
         sdpa=bool(getattr(model, "_supports_sdpa", False)),
+        flex=bool(getattr(model, "_supports_flex_attn", False)),
         versions=f"transformers {transformers.__version__}",
     )
     for name, targets in (("attention", attention), ("all-linear", attention + mlp)):

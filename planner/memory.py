@@ -561,7 +561,7 @@ def estimate(model: ModelSpec, plan: Plan, gpu: GpuSpec | None = None, max_micro
     terms, peak = _terms(model, plan)
     terms = tuple(terms)
     assumptions = [
-        f"attention: {plan.attn} (no stored score matrix)",
+        f"attention: {script.attention(model, plan)}" + ("" if script.attention(model, plan) == "eager" else " (no stored score matrix)"),
         "adapters in fp32 (PEFT default), compute under bf16 autocast" if plan.is_peft else
         f"full fine-tuning, {plan.precision} weights",
         "peak of a steady-state step (optimizer states allocated)",

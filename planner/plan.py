@@ -85,6 +85,7 @@ class Attention(StrEnum):
     SDPA = "sdpa"
     EAGER = "eager"
     FLASH_ATTENTION_2 = "flash_attention_2"
+    FLEX = "flex_attention"    # torch's FlexAttention: packed examples get a block (document) mask
 
 
 class DataFormat(StrEnum):

@@ -19,6 +19,9 @@ from planner.plan import Plan, validate
 SUPPORTED = {"transformers": ("5.0", "6.0"), "peft": ("0.17", "1.0"), "torch": ("2.4", "3.0"),
              "bitsandbytes": ("0.45", "1.0")}
 FILES = ("train.py", "launch.sh", "merge.py", "slurm.sbatch")
+CHAT_FORMATS = ("sharegpt", "messages")
+# the row formats each task's script reads (the data format is known before rendering)
+CONCRETE_FORMATS = {"sft": ("alpaca", "sharegpt", "messages", "completion"), "dpo": ("preference",)}
 
 
 def py_literal(value) -> str:
@@ -58,7 +61,8 @@ def environment():
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(knowledge.templates_dir())),
-                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False)
+                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False,
+                             trim_blocks=True, lstrip_blocks=True)  # a block tag's line leaves nothing behind
     env.filters["py"] = py_literal
     env.filters["sh"] = lambda v: shlex.quote(str(v))
     env.filters["comment"] = one_line
@@ -114,7 +118,7 @@ def next_steps(plan: Plan, run_dir: Path, model_path: str) -> str:
 
 
 def speed_lines(model: ModelSpec, plan: Plan, estimate: memory.Estimate | None) -> list[str]:
-    lines = speed.explain(plan)
+    lines = speed.explain(model, plan)
     sp = speed.estimate(model, plan, estimate.gpu) if estimate is not None and estimate.gpu is not None else None
     if sp is not None:
         lines.append(f"predicted on {estimate.gpu.name}: {sp.tokens_per_s:,.0f} tokens/s, {sp.step_s:.2f} s per "
@@ -215,6 +219,9 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
         model_path = str(local.resolve())
     plan = plan.with_(data=data_abs, data_format=data_format)
     validate(plan, model)
+    if data_format not in CONCRETE_FORMATS[plan.task]:
+        raise RenderError(f"a {plan.task} script reads {' or '.join(CONCRETE_FORMATS[plan.task])} rows, not {data_format!r}; "
+                          f"give --data-format")
     decided = script.decide(model, plan)
     est_lines, est_total, est_gpu = [], "not estimated (no GPU given)", "-"
     if estimate is not None:
@@ -235,7 +242,11 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
         packs=script.packs(plan), checkpoint_bytes=disk.checkpoint_bytes(model, plan), final_bytes=disk.final_model_bytes(model, plan), signal_grace_s=knowledge.table("distributed")["slurm"]["signal_grace_s"],
         max_requeues=knowledge.table("distributed")["slurm"]["max_requeues"],
         half="float16" if plan.precision == "fp16" else "bfloat16", scaler_arg=", scaler" if plan.precision == "fp16" else "",
-        attention=decided.attention, compiled=decided.compiled, cast_inputs=decided.cast_adapter_inputs,
+        checkpoint_args=(", accelerator" if plan.distributed else "") + (", scaler" if plan.precision == "fp16" else ""),
+        sft=plan.task == "sft", dpo=plan.task == "dpo", chat=data_format in CHAT_FORMATS,
+        # rows not rendered by a chat template start as the tokenizer starts a prompt (BOS for most)
+        needs_bos=plan.task == "dpo" or data_format not in CHAT_FORMATS,
+        attention=decided.attention, cpu_attention=script.cpu_attention(model, plan), compiled=decided.compiled, cast_inputs=decided.cast_adapter_inputs,
         speed_lines=speed_lines(model, plan, estimate),
         distributed=plan.distributed, engine=decided.engine, run_dir_abs=str(Path(run_dir).resolve()),
         job_name="".join(c if c.isalnum() or c in "-_." else "-" for c in plan.run_name)[:64] or "ftplan",

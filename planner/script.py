@@ -22,14 +22,29 @@ def compiles(plan: Plan) -> bool:
 
 
 def attention(model: ModelSpec, plan: Plan) -> str:
-    """The attention kernel the script gets: Gemma 2's logit soft-capping has no sdpa path in
-    transformers 5 (Gemma2 raises on sdpa), so its scripts run eager attention, as do
-    architectures whose own code does not support sdpa."""
+    """The attention kernel the script runs on the GPU. Packed SFT runs FlexAttention where the
+    architecture has it (knowledge/speed.toml [packing]: faster and smaller than sdpa's dense
+    block-diagonal mask). Gemma 2's logit soft-capping has no sdpa path in transformers 5
+    (Gemma2 raises on sdpa), so its scripts run eager attention, as do architectures whose
+    own code does not support sdpa."""
+    kernel = cpu_attention(model, plan)
+    if kernel == "sdpa" and packs(plan) and not plan.packing_attends_across and _has_flex(model):
+        return knowledge.table("speed")["packing"]["kernel"]
+    return kernel
+
+
+def cpu_attention(model: ModelSpec, plan: Plan) -> str:
+    """The kernel where FlexAttention cannot train (the CPU has no FlexAttention backward)."""
     if plan.attn == "sdpa" and model.family == "gemma" and not model.qk_norm:
         return "eager"
     if plan.attn == "sdpa" and not model.sdpa:  # the model's class does not declare sdpa (planner/inventory.py)
         return "eager"
     return plan.attn
+
+
+def _has_flex(model: ModelSpec) -> bool:
+    """Declared by the model's own code (planner/inventory.py) and not ruled out by its family's table."""
+    return model.flex and model.modules_table().get("flex", True)
 
 
 def packs(plan: Plan) -> bool:

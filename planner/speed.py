@@ -392,10 +392,18 @@ def _lever(lever_id: str) -> dict:
     return next(r for r in knowledge.rows("speed", "lever") if r["id"] == lever_id)
 
 
-def explain(plan: Plan) -> list[str]:
+def explain(model: ModelSpec, plan: Plan) -> list[str]:
     """The speed choices of a plan's script, each with the measurement behind it: the lines
     the rendered train.py carries in its header."""
     lines = []
+    if script.packs(plan):
+        kernel = script.attention(model, plan)
+        if plan.packing_attends_across:
+            lines.append("packing: examples share blocks and attend across (--packing-attends-across)")
+        elif kernel == knowledge.table("speed")["packing"]["kernel"]:
+            lines.append(f"packing with {kernel} on the GPU: {knowledge.table('speed')['packing']['source']}")
+        else:
+            lines.append(f"packing with {kernel}'s block-diagonal mask ({model.family} has no FlexAttention in transformers)")
     if script.compiles(plan):
         lines.append(f"compiled decoder layers: {_lever('speed.compile')['why']}")
     elif plan.compile:

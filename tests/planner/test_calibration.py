@@ -19,7 +19,7 @@ RESULTS = [BENCH / "memory-h100.jsonl", BENCH / "memory-h100-compiled.jsonl", BE
            BENCH / "engines-dpo-h100.jsonl", BENCH / "retime-h100.jsonl", BENCH / "mistral-h100.jsonl",
            BENCH / "packing-h100.jsonl", BENCH / "trace-h100.jsonl", BENCH / "trace-pools-h100.jsonl",
            BENCH / "events-h100.jsonl", H200_32B, BENCH / "families-h200.jsonl",
-           BENCH / "packing-h200.jsonl"]
+           BENCH / "packing-h200.jsonl", BENCH / "packing-flex-h200.jsonl"]
 H100 = hardware.resolve("H100-SXM")
 
 def runs(files=RESULTS):

@@ -84,7 +84,7 @@ def test_the_step_loss_is_the_mean_over_every_target_token_of_the_step(tmp_path,
         tokenizer.pad_token = tokenizer.eos_token
     rows = train.read_rows(train.DATA_PATH)
     random.Random(train.SEED).shuffle(rows)
-    examples = [train.encode_sft(tokenizer, r) for r in rows]
+    examples = [train.encode(tokenizer, r, train.leading_tokens(tokenizer)) for r in rows]
     micro = train.make_batches(examples, 0, tokenizer.pad_token_id)[:2]
     totals, counts = [], []
     with torch.no_grad():

@@ -87,10 +87,10 @@ def test_single_gpu_plans_keep_the_plain_script(tmp_path):
 def test_zero3_keeps_the_adapter_input_cast_and_scripts_under_engines_run_eager(tmp_path):
     result, _ = _render(tmp_path, method="lora", gpus=2, zero=3)
     text = (result.run_dir / "train.py").read_text()
-    assert "cast_input_dtype_enabled = False" not in text and "COMPILE = False" in text
+    assert "cast_input_dtype_enabled = False" not in text and "layer.compile()" not in text
     result, _ = _render(tmp_path / "b", method="lora", gpus=2)
     text = (result.run_dir / "train.py").read_text()
-    assert "cast_input_dtype_enabled = False" in text and "COMPILE = True" in text
+    assert "cast_input_dtype_enabled = False" in text and "layer.compile()" in text
 
 
 @pytest.mark.parametrize("plan,needle", [
