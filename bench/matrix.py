@@ -237,3 +237,31 @@ PACKING_FLEX_H200 = [
     dict(_PACK1, label="1b-full:packed-varied-flex", lengths="varied", attn="flex_attention"),
     dict(_PACK1, label="1b-full:padded-varied", lengths="varied", packing=False),
 ]
+
+# 2026-12-02, H200: TRL 1.16 as ftplan renders it (--trainer trl: SFTTrainer/DPOTrainer with our
+# settings), five families; SFT and DPO; LoRA, QLoRA and full; with and without checkpointing and
+# packing. The 8B LoRA and 1B full plans are the speed plans of our own loop (PACKING_H200_*).
+_TRL = dict(trainer="trl", loss="chunked", gpu="H200")
+TRL_H200 = [dict(_TRL, **c) for c in (
+    dict(model="Llama-3.1-8B", method="lora", batch=4, seq_len=2048, label="trl:8b-lora"),
+    dict(model="Llama-3.2-1B", method="full", batch=8, seq_len=2048, label="trl:1b-full"),
+    dict(model="Llama-3.2-1B", method="lora", task="dpo", batch=4, seq_len=1024),
+    dict(model="Qwen2.5-0.5B", method="qlora", batch=8, seq_len=1024),
+    dict(model="Qwen2.5-0.5B", method="lora", batch=8, seq_len=2048, grad_ckpt=True),
+    dict(model="Qwen3-0.6B", method="lora", batch=4, seq_len=2048, packing=False),
+    dict(model="Gemma-3-1B", method="lora", batch=4, seq_len=1024),
+    dict(model="Pythia-1B", method="lora", batch=4, seq_len=2048),
+    dict(model="Qwen2.5-0.5B", method="full", task="dpo", batch=2, seq_len=1024),
+    dict(model="Phi-3-mini-4k", method="lora", batch=2, seq_len=2048),
+)]
+# the rest of TRL_H200 (the first call's budget ran out after five), and the two plans whose TRL
+# runs were furthest from the estimate, run with ftplan's own loop for comparison
+TRL_H200_2 = [dict(_TRL, **c) for c in (
+    dict(model="Qwen3-0.6B", method="lora", batch=4, seq_len=2048, packing=False),
+    dict(model="Gemma-3-1B", method="lora", batch=4, seq_len=1024),
+    dict(model="Pythia-1B", method="lora", batch=4, seq_len=2048),
+    dict(model="Phi-3-mini-4k", method="lora", batch=2, seq_len=2048),
+)] + [
+    dict(model="Qwen2.5-0.5B", method="lora", batch=8, seq_len=2048, grad_ckpt=True, gpu="H200", label="ftplan:compare"),
+    dict(model="Qwen2.5-0.5B", method="qlora", batch=8, seq_len=1024, gpu="H200", label="ftplan:compare"),
+]

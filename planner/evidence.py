@@ -28,20 +28,25 @@ class Evidence:
         return {"kind": self.kind, "margin": self.margin, "bound": self.bound, "detail": self.detail, "source": self.source}
 
 
-def measured_row(model: ModelSpec) -> dict | None:
+def measured_row(model: ModelSpec, trainer: str = "ftplan") -> dict | None:
     for row in knowledge.rows("evidence", "measured"):
-        if row["family"] == model.family and row.get("moe", False) == model.is_moe:
+        if row["family"] == model.family and row.get("moe", False) == model.is_moe and \
+                row.get("trainer", "ftplan") == trainer:
             return row
     return None
 
 
-def of(model: ModelSpec) -> Evidence:
-    """The evidence behind every estimate of `model`."""
-    row = measured_row(model)
+def of(model: ModelSpec, trainer: str = "ftplan") -> Evidence:
+    """The evidence behind every estimate of `model` trained by `trainer`'s program (ftplan's
+    loop or TRL's trainers: each is measured on its own)."""
+    row = measured_row(model, trainer)
     shape = "a Llama-shaped model of that size" if model.name.startswith("generic-") else model.name
+    program = "" if trainer == "ftplan" else f" under {trainer.upper()}"
     if row is not None:
-        return Evidence("measured", 0.0, row["bound"], f"{model.family} family measured on a GPU ({shape})", row["source"])
+        return Evidence("measured", 0.0, row["bound"], f"{model.family} family measured on a GPU{program} ({shape})", row["source"])
     derived = knowledge.table("evidence")["derived"]
     kind = f"{model.family} mixture-of-experts" if model.is_moe else f"the {model.family} family"
     how = model.derived_from or f"layout from ftplan's table for {model.family}"
-    return Evidence("derived", derived["margin"], 0.0, f"{kind} has not been measured; {how}", derived["source"])
+    if trainer != "ftplan" and measured_row(model) is not None:
+        how = f"the family is measured with ftplan's loop, and {trainer.upper()}'s loss head and trainer are read from its code"
+    return Evidence("derived", derived["margin"], 0.0, f"{kind}{program} has not been measured; {how}", derived["source"])

@@ -49,7 +49,7 @@ class Estimate:
 
     @property
     def evidence(self) -> evidence.Evidence:
-        return evidence.of(self.model)
+        return evidence.of(self.model, self.plan.trainer)
 
     @property
     def fits(self) -> bool | None:
@@ -99,7 +99,8 @@ def base_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     full shard divide by the world size (Rajbhandari et al. 2020); parameter offload keeps
     only the gathered working set (two blocks). transformers 5 fuses MoE experts into 3-D
     parameters that its bnb integration does not quantize: they stay bf16 under QLoRA
-    (measured on the H200: docs/guides.md#mixture-of-experts)."""
+    (measured on the H200: docs/guides.md#mixture-of-experts). PEFT's
+    prepare_model_for_kbit_training casts the unquantized rest to fp32 (peft utils/other.py)."""
     dt = _k("dtype_bytes")
     total = model.total_params()
     if plan.method == "qlora":
@@ -107,8 +108,10 @@ def base_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
         per_param = nf4["bytes_per_param"] + nf4["absmax_bytes_double_quant"] / nf4["block_size"] + \
             nf4["nested_scale_bytes"] / (nf4["block_size"] * nf4["nested_block_blocks"])
         linear = model.quantized_params()
-        b = int(linear * per_param + (total - linear) * dt["bf16"])
-        detail = f"{linear:,} linear params x {per_param:.4f} B (NF4 + constants) + {total - linear:,} x 2 B (bf16)"
+        # prepare_model_for_kbit_training casts every parameter bitsandbytes did not quantize to fp32
+        rest, rest_dtype = (dt["fp32"], "fp32, --kbit-prep") if plan.kbit_prep else (dt["bf16"], "bf16")
+        b = int(linear * per_param + (total - linear) * rest)
+        detail = f"{linear:,} linear params x {per_param:.4f} B (NF4 + constants) + {total - linear:,} x {rest} B ({rest_dtype})"
         if model.is_moe:
             detail += f", the fused experts' {model.expert_params():,} among them (bitsandbytes leaves them 16-bit)"
     else:
@@ -360,11 +363,14 @@ def logits_rows(model: ModelSpec, plan: Plan) -> int:
     that the logits stay about as large as the hidden states: the next power of two of
     tokens / ceil(vocab / hidden) (liger_kernel ops/fused_linear_cross_entropy.py)."""
     tokens = script.tokens_per_micro_step(plan)
-    if plan.loss == "standard":
+    path = script.loss_path(plan)
+    if path == "standard":
         return tokens
-    if plan.loss == "fused":
+    if path == "fused":
         inc = -(-model.vocab_size // model.hidden_size)
         return min(tokens, 1 << max(0, (-(-tokens // inc) - 1).bit_length()))
+    if path == "trl":
+        return min(tokens, _k("trl_loss")["token_tile"])
     return min(tokens, _k("loss")["chunk_tokens"])
 
 
@@ -379,17 +385,38 @@ def logits_loss_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     log-probs for chosen and rejected rows the same way."""
     loss = _k("loss")
     tokens = script.tokens_per_micro_step(plan)
+    path = script.loss_path(plan)
+    if path == "trl":
+        return trl_loss_bytes(model, plan)
     per_logit = loss["dpo_logps_per_logit"] if plan.task == "dpo" else loss["standard_per_logit"]
     rows = logits_rows(model, plan)
     b = int(rows * model.vocab_size * per_logit)
-    if plan.loss == "standard":
+    if path == "standard":
         detail = f"{tokens:,} tokens x {model.vocab_size:,} vocab x {per_logit:g} B"
     else:
         detail = f"{plan.loss}: {rows:,}-token chunk x {model.vocab_size:,} vocab x {per_logit:g} B"
-    if plan.loss == "fused":
+    if path == "fused":
         b += tokens * model.hidden_size * _k("dtype_bytes")["bf16"]
         detail += " + the hidden states' gradient"
     return b, detail
+
+
+def trl_loss_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
+    """TRL's fused LM head (trl kernels/chunked_logprob.py, ChunkedLogProbFunction): no
+    logits tensor. The target positions' hidden states are gathered into a copy kept for
+    backward, one tile of token_tile x vocab_tile logits in the compute dtype exists at a
+    time, and backward accumulates the hidden states' gradient, and the head's when it is
+    trained (full fine-tuning), in fp32 before handing them back. Counted for every token
+    (a bound: only target positions are projected)."""
+    t, dt = _k("trl_loss"), _k("dtype_bytes")
+    tokens = script.tokens_per_micro_step(plan)
+    tile = logits_rows(model, plan) * min(model.vocab_size, t["vocab_tile"]) * dt["bf16"]
+    hidden = tokens * model.hidden_size * (dt["bf16"] + dt["fp32"] + dt["bf16"])
+    b, detail = tile + hidden, f"TRL's fused head: one {logits_rows(model, plan):,} x {min(model.vocab_size, t['vocab_tile']):,} tile + the hidden states' copy and fp32 gradient"
+    if plan.method == "full":
+        b += model.vocab_size * model.hidden_size * dt["fp32"]
+        detail += " + the head's fp32 gradient"
+    return int(b), detail
 
 
 def transient_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
@@ -427,7 +454,10 @@ def engine_buffer_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
 
 
 def loss_block_bytes(model: ModelSpec, plan: Plan) -> int:
-    """The largest buffer of the loss: one fp32 copy of the logits (or of one chunk)."""
+    """The largest buffer of the loss: one fp32 copy of the logits (or of one chunk); TRL's
+    fused head keeps one tile in the compute dtype."""
+    if script.loss_path(plan) == "trl":
+        return logits_rows(model, plan) * min(model.vocab_size, _k("trl_loss")["vocab_tile"]) * _k("dtype_bytes")["bf16"]
     return logits_rows(model, plan) * model.vocab_size * _k("dtype_bytes")["fp32"]
 
 
@@ -531,18 +561,19 @@ def _terms(model: ModelSpec, plan: Plan) -> tuple[list[Term], str]:
     out.append(allocator_overhead(model, plan, [t for t in out if t.at_peak]))
     b, detail = cuda_context_bytes(model, plan)
     out.append(Term("cuda_context", b, detail, _first_line(cuda_context_bytes.__doc__)))
-    margin = evidence_margin(model, sum(t.bytes for t in out if t.at_peak))
+    margin = evidence_margin(model, plan, sum(t.bytes for t in out if t.at_peak))
     if margin.bytes:
         out.append(margin)
     return out, peak
 
 
-def evidence_margin(model: ModelSpec, peak: int) -> Term:
+def evidence_margin(model: ModelSpec, plan: Plan, peak: int) -> Term:
     """A family never measured on a GPU gets a margin on top of its estimate, so the fit
     verdict holds where the formulas meet an architecture they were not fitted on
     (knowledge/evidence.toml; docs/guides.md#evidence-behind-an-estimate)."""
-    ev = evidence.of(model)
-    return Term("evidence_margin", int(peak * ev.margin), f"{ev.margin:.0%} of the above: {model.family} is derived, not measured",
+    ev = evidence.of(model, plan.trainer)
+    what = model.family if plan.trainer == "ftplan" else f"{model.family} under {plan.trainer.upper()}"
+    return Term("evidence_margin", int(peak * ev.margin), f"{ev.margin:.0%} of the above: {what} is derived, not measured",
                 _first_line(evidence_margin.__doc__))
 
 

@@ -43,6 +43,13 @@ class Loss(StrEnum):
     STANDARD = "standard"
     CHUNKED = "chunked"
     FUSED = "fused"
+    MODEL = "model"        # the model's own loss (labels= to its forward), as a plain transformers loop computes it
+
+
+class Trainer(StrEnum):
+    """Which training program the script is: ftplan's own loop, or TRL's SFTTrainer/DPOTrainer."""
+    FTPLAN = "ftplan"
+    TRL = "trl"
 
 
 class Offload(StrEnum):
@@ -97,6 +104,12 @@ class DataFormat(StrEnum):
     PREFERENCE = "preference"
 
 
+def default_loss(trainer: str) -> str:
+    """The loss a plan gets when none is asked for: the whole logits tensor in our loop (the
+    fastest where it fits), TRL's own chunked head under TRL."""
+    return Loss.CHUNKED if trainer == Trainer.TRL else Loss.STANDARD
+
+
 def values(vocabulary: type[StrEnum]) -> tuple[str, ...]:
     """A vocabulary's words, for argparse choices and messages."""
     return tuple(m.value for m in vocabulary)
@@ -115,6 +128,7 @@ SHARDS = values(Shard)
 FORMATS = values(DataFormat)
 SCHEDULERS = values(Scheduler)
 ATTENTIONS = values(Attention)
+TRAINERS = values(Trainer)
 # PEFT methods that add low-rank matrices (LoRA's A and B) to linear layers
 LOW_RANK = (Method.LORA, Method.QLORA, Method.DORA)
 
@@ -144,6 +158,8 @@ class Plan:
     loss: str = "standard"
     attn: str = "sdpa"
     trust_remote_code: bool = False  # run the modelling code a model ships with (auto_map)
+    kbit_prep: bool = False        # QLoRA: PEFT's prepare_model_for_kbit_training (fp32 norms, embeddings and head)
+    trainer: str = "ftplan"        # ftplan (our loop) | trl (SFTTrainer / DPOTrainer)
     # speed switches (they do not change the result of training)
     compile: bool = True           # torch.compile each decoder layer (CUDA only)
     cast_adapter_inputs: bool = False  # PEFT's default: cast each adapted layer's input to the fp32 adapter dtype
@@ -300,6 +316,19 @@ def _choice(name: str, value, choices) -> None:
         raise PlanError(f"--{name.replace('_', '-')} {value!r} is not one of {', '.join(map(str, choices))}")
 
 
+def _validate_trl(plan: Plan) -> None:
+    """What ftplan's TRL scripts cover; each refusal says what to use instead."""
+    if plan.method in ("prefix", "ia3"):
+        raise PlanError(f"ftplan's TRL scripts train full, LoRA, QLoRA and DoRA; use --trainer ftplan for {plan.method}")
+    if plan.launcher_engine in ("deepspeed", "fsdp"):
+        raise PlanError("ftplan's TRL scripts run on one GPU or data parallel (DDP); use --trainer ftplan for ZeRO and FSDP")
+    if plan.loss != "chunked":
+        raise PlanError("TRL computes its loss through its own chunked log-probability head (it turns Liger's fused "
+                        "cross-entropy off); use --loss chunked with --trainer trl")
+    if plan.packing_attends_across:
+        raise PlanError("TRL's packing keeps examples apart; drop --packing-attends-across with --trainer trl")
+
+
 def validate(plan: Plan, model=None) -> Plan:
     """Check settings that cannot run; raise PlanError with the fix. Returns the plan."""
     _choice("method", plan.method, METHODS)
@@ -320,6 +349,9 @@ def validate(plan: Plan, model=None) -> Plan:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             flag = "--" + name.replace("_", "-")
             raise PlanError(f"{flag} must be a whole number from {low} to {high:,} (got {value})")
+    _choice("trainer", plan.trainer, TRAINERS)
+    if plan.trainer == "trl":
+        _validate_trl(plan)
     if plan.method == "prefix":
         if plan.grad_ckpt:
             raise PlanError("prefix tuning cannot use gradient checkpointing in PEFT (the prefix cache breaks the recompute); drop --grad-ckpt")
@@ -358,6 +390,10 @@ def validate(plan: Plan, model=None) -> Plan:
         raise PlanError("DPO full fine-tuning keeps an unsharded reference model; with ZeRO-3/FSDP use a PEFT method (the reference is the adapter-free model) or --zero 2")
     _choice("scheduler", plan.scheduler, SCHEDULERS)
     _choice("attn", plan.attn, ATTENTIONS)
+    if plan.loss == "model" and plan.task == "dpo":
+        raise PlanError("DPO needs per-token log-probabilities, not the model's cross-entropy; use --loss standard or chunked")
+    if plan.kbit_prep and plan.method != "qlora":
+        raise PlanError("--kbit-prep (prepare_model_for_kbit_training) applies to QLoRA's 4-bit base; drop it")
     for name, low, high, open_low in (("learning_rate", 0.0, 1.0, True), ("epochs", 0.0, 10_000.0, True),
                                       ("warmup_ratio", 0.0, 0.9, False), ("weight_decay", 0.0, 10.0, False),
                                       ("max_grad_norm", 0.0, 1e6, True), ("eval_fraction", 0.0, 0.49, False),

@@ -201,6 +201,19 @@ def slurm_time_limit(seconds: float | None) -> str:
     return f"{days}-{rest // 3600:02d}:{rest % 3600 // 60:02d}:00"
 
 
+def trl_context(plan: Plan) -> dict:
+    """The names TRL gives the plan's choices, and the header lines on what TRL does differently
+    (knowledge/trl.toml, each with the measurement behind it)."""
+    trl = knowledge.table("trl")
+    return dict(
+        trainer_class="SFTTrainer" if plan.task == "sft" else "DPOTrainer",
+        config_class="SFTConfig" if plan.task == "sft" else "DPOConfig",
+        trl_optim=trl["optim"][plan.optim], trl_scheduler=trl["scheduler"][plan.scheduler],
+        trl_lines=[f"{row['what']}: {row['cost']} ({row['source']})" for row in trl["difference"]
+                   if plan.task in row.get("tasks", ("sft", "dpo")) and plan.method in row.get("methods", (plan.method,))],
+    )
+
+
 def _total_s(model: ModelSpec, plan: Plan, estimate: memory.Estimate | None, dataset_tokens: int | None) -> float | None:
     if estimate is None or estimate.gpu is None or not dataset_tokens:
         return None
@@ -236,14 +249,15 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
     ctx = dict(
         plan=plan, model_path=model_path, data_path=data_abs, data_format=data_format,
         run_dir=str(run_dir), command=command, estimate_lines=est_lines, estimate_total=est_total,
-        estimate_gpu=est_gpu, rule_lines=rule_lines, evidence_line=evidence.of(model).line(), target_modules=list(decided.adapted_modules),
+        estimate_gpu=est_gpu, rule_lines=rule_lines, evidence_line=evidence.of(model, plan.trainer).line(), target_modules=list(decided.adapted_modules),
         ia3_feedforward=list(decided.ia3_feedforward),
         loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"],
         packs=script.packs(plan), checkpoint_bytes=disk.checkpoint_bytes(model, plan), final_bytes=disk.final_model_bytes(model, plan), signal_grace_s=knowledge.table("distributed")["slurm"]["signal_grace_s"],
         max_requeues=knowledge.table("distributed")["slurm"]["max_requeues"],
         half="float16" if plan.precision == "fp16" else "bfloat16", scaler_arg=", scaler" if plan.precision == "fp16" else "",
         checkpoint_args=(", accelerator" if plan.distributed else "") + (", scaler" if plan.precision == "fp16" else ""),
-        sft=plan.task == "sft", dpo=plan.task == "dpo", chat=data_format in CHAT_FORMATS,
+        checkpoint_glob=script.checkpoint_glob(plan),
+        sft=plan.task == "sft", dpo=plan.task == "dpo", chat=data_format in CHAT_FORMATS, trl=plan.trainer == "trl",
         # rows not rendered by a chat template start as the tokenizer starts a prompt (BOS for most)
         needs_bos=plan.task == "dpo" or data_format not in CHAT_FORMATS,
         attention=decided.attention, cpu_attention=script.cpu_attention(model, plan), compiled=decided.compiled, cast_inputs=decided.cast_adapter_inputs,
@@ -254,8 +268,13 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
         time_limit=slurm_time_limit(_total_s(model, plan, estimate, dataset_tokens)),
         title=f"{plan.task.upper()} {plan.method} fine-tune of {model.name}",
     )
+    if plan.trainer == "trl":
+        ctx.update(trl_context(plan))
     env = environment()
-    files = {name: env.get_template(f"{name}.j2").render(**ctx) for name in FILES}
+    templates = {name: f"{name}.j2" for name in FILES}
+    if plan.trainer == "trl":
+        templates["train.py"] = "trl/train.py.j2"
+    files = {name: env.get_template(template).render(**ctx) for name, template in templates.items()}
     if plan.uses_deepspeed:
         files["ds_config.json"] = json.dumps(deepspeed_config(plan), indent=2) + "\n"
     if plan.distributed:

@@ -55,6 +55,25 @@ def packs(plan: Plan) -> bool:
     return plan.packing and plan.task == "sft" and plan.method != Method.PREFIX
 
 
+def loss_path(plan: Plan) -> str:
+    """How the script turns the last hidden states into the loss. Ours: standard (the whole
+    logits tensor; the model's own loss through labels= computes the same buffers:
+    transformers loss_utils.ForCausalLMLoss), chunked or fused (Liger). TRL 1.x: its fused
+    LM head (trl trainer/utils.py add_fused_lm_head, kernels/chunked_logprob.py), which
+    projects tiles of the target positions only (it turns Liger's fused cross-entropy off)."""
+    if plan.trainer == "trl":
+        return "trl"
+    return "standard" if plan.loss == "model" else plan.loss
+
+
+# Where each program writes its checkpoints, under the run's checkpoints/: ftplan's loop, TRL's Trainer
+CHECKPOINT_GLOBS = {"ftplan": "step-*", "trl": "checkpoint-*"}
+
+
+def checkpoint_glob(plan: Plan) -> str:
+    return CHECKPOINT_GLOBS[plan.trainer]
+
+
 def casts_adapter_inputs(plan: Plan) -> bool:
     """Whether the script leaves PEFT's input cast on: when the plan asks, and under ZeRO-3,
     whose own linear function (LinearFunctionForZeroStage3) is not autocast-aware and needs
@@ -133,8 +152,10 @@ def trainable_params(model: ModelSpec, plan: Plan) -> int:
 
 def trainable_dtype_bytes(plan: Plan) -> int:
     """Trained weights, their gradients and AdamW states: bf16 for a bf16 full fine-tune, fp32
-    otherwise (mixed precision's master weights; PEFT's fp32 adapters)."""
+    otherwise (mixed precision's master weights; PEFT's fp32 adapters), except TRL's QLoRA."""
     dt = knowledge.table("memory")["dtype_bytes"]
+    if plan.trainer == "trl" and plan.method == Method.QLORA:  # TRL casts QLoRA's adapters to bf16 (sft_trainer.py, dpo_trainer.py)
+        return dt["bf16"]
     return dt["bf16"] if plan.method == Method.FULL and plan.precision == "bf16" else dt["fp32"]
 
 

@@ -36,7 +36,7 @@ def matmul_flops(model: ModelSpec, plan: Plan) -> float:
         per_token += 2 * blocks
     if plan.task == "dpo":
         per_token += 2 * (blocks + head)
-    if plan.loss == "chunked":
+    if script.loss_path(plan) in ("chunked", "trl"):  # the head runs again in backward, a chunk or tile at a time
         per_token += 2 * head
     return float(tokens * per_token)
 
@@ -65,11 +65,11 @@ def logits_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
     log-softmax, their gradients). The fused loss does the same work a chunk at a time (Liger's
     fused linear cross-entropy: logits, softmax and their gradient per chunk, in forward), at
     its own rate: fused_logits_traffic_bytes."""
-    return 0.0 if plan.loss == "fused" else _logits(model, plan)
+    return 0.0 if script.loss_path(plan) == "fused" else _logits(model, plan)
 
 
 def fused_logits_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
-    return _logits(model, plan) if plan.loss == "fused" else 0.0
+    return _logits(model, plan) if script.loss_path(plan) == "fused" else 0.0
 
 
 def _logits(model: ModelSpec, plan: Plan) -> float:
@@ -173,7 +173,7 @@ def dora_launches(model: ModelSpec, plan: Plan) -> float:
 
 def loss_chunks(model: ModelSpec, plan: Plan) -> float:
     """The chunked loss runs one checkpointed chunk of LOSS_CHUNK tokens at a time."""
-    if plan.loss != "chunked":
+    if script.loss_path(plan) != "chunked":
         return 0.0
     chunk = knowledge.table("memory")["loss"]["chunk_tokens"]
     return float(math.ceil(plan.rows_per_micro_step * plan.seq_len / chunk) * (3 if plan.task == "dpo" else 2))

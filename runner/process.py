@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from planner import script
 from planner.errors import RunError
 from runner import diagnose, status
 from runner.events import Finished, Metric, read_line
@@ -37,7 +38,7 @@ def check_dir(run_dir: Path, resume: bool, force: bool) -> None:
         raise RunError(f"{run_dir} is already running (pid {status.read(run_dir).get('runner_pid')}); wait, or stop that run first")
     has_outputs = any((run_dir / name).exists() for name in ("metrics.jsonl", "checkpoints", "output"))
     if resume:
-        if not any((run_dir / "checkpoints").glob("step-*")):
+        if not any(any((run_dir / "checkpoints").glob(pattern)) for pattern in script.CHECKPOINT_GLOBS.values()):
             raise RunError(f"{run_dir} has no checkpoint to resume from; run it without --resume")
     elif has_outputs and not force:
         raise RunError(f"{run_dir} already has run outputs; resume with --resume, or pass --force to start over (deletes them)")

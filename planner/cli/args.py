@@ -19,7 +19,9 @@ from planner.plan import (
     REPORT_TO,
     SHARDS,
     TASKS,
+    TRAINERS,
     Plan,
+    default_loss,
 )
 
 
@@ -87,7 +89,8 @@ def add_plan_args(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     p.add_argument("--grad-accum", type=positive_int, default=g(d.grad_accum))
     p.add_argument("--rank", type=whole_number(1, 4096), default=g(d.rank))
     p.add_argument("--alpha", type=positive_int, default=None, help="LoRA alpha (default 2 x rank)")
-    p.add_argument("--dropout", type=number(0.0, 0.99), default=g(d.dropout))
+    p.add_argument("--dropout", "--lora-dropout", dest="dropout", type=number(0.0, 0.99), default=g(d.dropout),
+                   help="LoRA dropout (PEFT's default is 0.05; ours 0: faster, and no mask kept per layer)")
     p.add_argument("--targets", default=g(d.targets), help="attention, all-linear, or a comma list of module names")
     p.add_argument("--virtual-tokens", type=whole_number(1, 4096), default=g(d.virtual_tokens))
     p.add_argument("--precision", choices=PRECISIONS, default=None,
@@ -96,7 +99,17 @@ def add_plan_args(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     ck = p.add_mutually_exclusive_group()
     ck.add_argument("--grad-ckpt", dest="grad_ckpt", action="store_true", default=g(d.grad_ckpt))
     ck.add_argument("--no-grad-ckpt", dest="grad_ckpt", action="store_false")
-    p.add_argument("--loss", choices=LOSSES, default=g(d.loss))
+    p.add_argument("--loss", choices=LOSSES, default=None,
+                   help="standard | chunked | fused (Liger) | model (the model's own loss via labels=, as a plain "
+                        "transformers loop computes it); default standard, or chunked (TRL's own head) with --trainer trl")
+    p.add_argument("--trainer", choices=TRAINERS, default=g(d.trainer),
+                   help="the training program: ftplan's loop (default) or TRL's SFTTrainer/DPOTrainer")
+    ca = p.add_mutually_exclusive_group()
+    ca.add_argument("--adapter-input-cast", dest="cast_adapter_inputs", action="store_true", default=g(d.cast_adapter_inputs),
+                    help="keep PEFT's cast of each adapted layer's input to fp32 (PEFT's default; our scripts turn it off)")
+    ca.add_argument("--no-adapter-input-cast", dest="cast_adapter_inputs", action="store_false")
+    p.add_argument("--kbit-prep", action="store_true", default=g(d.kbit_prep),
+                   help="QLoRA: PEFT's prepare_model_for_kbit_training, as many scripts call it (fp32 norms, embeddings, head)")
     co = p.add_mutually_exclusive_group()
     co.add_argument("--compile", dest="compile", action="store_true", default=g(d.compile),
                     help="torch.compile each decoder layer on CUDA (default on)")
@@ -156,7 +169,8 @@ PLAN_FLAGS = {"method": "method", "batch": "batch", "seq_len": "seq_len", "grad_
               "alpha": "alpha", "dropout": "dropout", "targets": "targets", "virtual_tokens": "virtual_tokens",
               "precision": "precision", "optim": "optim", "grad_ckpt": "grad_ckpt", "loss": "loss",
               "compile": "compile", "zero": "zero", "offload": "offload", "engine": "engine", "shard": "shard",
-              "dpo_beta": "dpo_beta", "dpo_loss": "dpo_loss_type"}
+              "dpo_beta": "dpo_beta", "dpo_loss": "dpo_loss_type", "trainer": "trainer",
+              "cast_adapter_inputs": "cast_adapter_inputs", "kbit_prep": "kbit_prep"}
 
 
 def given_settings(args) -> frozenset[str]:
@@ -173,8 +187,11 @@ def plan_from_args(args, model: models.ModelSpec, **overrides) -> Plan:
         nodes=getattr(args, "nodes", None),
         dpo_beta=args.dpo_beta, dpo_loss_type=args.dpo_loss,
         trust_remote_code=getattr(args, "trust_remote_code", None) or None,
+        trainer=args.trainer, cast_adapter_inputs=args.cast_adapter_inputs, kbit_prep=args.kbit_prep,
     )
     fields = {k: v for k, v in fields.items() if v is not None}
+    if "loss" not in fields:
+        fields["loss"] = default_loss(fields.get("trainer", "ftplan"))
     card = hardware.find(overrides.get("gpu") or "")
     if "precision" not in fields and card is not None:
         fields["precision"] = card.half_precision  # the card decides where the command line does not

@@ -20,19 +20,29 @@ ENGINES = {"one GPU": {}, "ddp": {"gpus": 2}, "deepspeed": {"gpus": 2, "engine":
            "zero3": {"gpus": 2, "engine": "deepspeed", "zero": 3}, "fsdp": {"gpus": 2, "engine": "fsdp"}}
 FORMATS = {"sft": ["alpaca", "sharegpt", "messages", "completion"], "dpo": ["preference"]}
 # settings that change which code runs, beyond method x task x engine x format
-VARIANTS = [{"precision": "fp16"}, {"precision": "fp32"}, {"loss": "chunked"}, {"loss": "fused"},
+VARIANTS = [{"precision": "fp16"}, {"precision": "fp32"}, {"loss": "chunked"}, {"loss": "fused"}, {"loss": "model"},
+            {"method": "qlora", "kbit_prep": True}, {"method": "qlora", "kbit_prep": True, "grad_ckpt": True},
+            {"cast_adapter_inputs": True}, {"dropout": 0.05},
             {"optim": "paged_adamw_8bit"}, {"scheduler": "linear"}, {"scheduler": "constant"}, {"report_to": "wandb"},
             {"report_to": "tensorboard"}, {"grad_ckpt": True}, {"packing": False}, {"packing_attends_across": True},
             {"compile": False}, {"task": "dpo", "dpo_loss_type": "ipo"}, {"task": "dpo", "dpo_loss_type": "hinge"},
             {"task": "dpo", "loss": "chunked"}, {"method": "full", "precision": "fp16"}, {"method": "full", "precision": "mixed"},
             {"gpus": 2, "precision": "fp16"}, {"gpus": 2, "engine": "deepspeed", "zero": 3, "offload": "optimizer"},
-            {"gpus": 2, "engine": "fsdp", "offload": "all"}, {"gpus": 2, "nodes": 2, "engine": "fsdp", "shard": "hybrid"}]
+            {"gpus": 2, "engine": "fsdp", "offload": "all"}, {"gpus": 2, "nodes": 2, "engine": "fsdp", "shard": "hybrid"},
+            {"trainer": "trl", "loss": "chunked", "precision": "fp16"}, {"trainer": "trl", "loss": "chunked", "grad_ckpt": True},
+            {"trainer": "trl", "loss": "chunked", "method": "qlora", "kbit_prep": True},
+            {"trainer": "trl", "loss": "chunked", "method": "qlora", "gpus": 2},
+            {"trainer": "trl", "loss": "chunked", "report_to": "wandb", "optim": "paged_adamw_8bit"}]
 
 
 def plans():
     for method, task, engine in itertools.product(METHODS, ("sft", "dpo"), ENGINES):
         for fmt in FORMATS[task]:
             yield f"{method}-{task}-{engine}-{fmt}", Plan(model="Llama-3.2-1B", method=method, task=task, **ENGINES[engine]), fmt
+    for method, task, engine in itertools.product(METHODS, ("sft", "dpo"), ("one GPU", "ddp")):
+        for fmt in FORMATS[task]:
+            yield (f"trl-{method}-{task}-{engine}-{fmt}",
+                   Plan(model="Llama-3.2-1B", trainer="trl", loss="chunked", method=method, task=task, **ENGINES[engine]), fmt)
     for variant in VARIANTS:
         plan = Plan(model="Llama-3.2-1B", **variant)
         yield "-".join(f"{k}={v}" for k, v in variant.items()), plan, FORMATS[plan.task][0]
@@ -105,7 +115,9 @@ def test_each_script_holds_only_its_own_paths(rendered):
         if "-sft-" in name or name.startswith(("precision", "loss=fused", "optim", "scheduler", "report", "grad", "pack", "compile")):
             assert "dpo_loss" not in functions and "DPO_BETA" not in text, name
         if "-dpo-" in name:
-            assert "sft_loss" not in functions and "pack" not in functions, name
+            assert "sft_loss" not in functions and "pack" not in functions and "SFTTrainer" not in text, name
+        if name.startswith("trl"):
+            assert "make_optimizer" not in functions and "save_checkpoint" not in functions, name  # the Trainer's own
         if "one GPU" in name:
             assert "accelerat" not in text and "IS_MAIN" not in text, name
         # one loss path: the logits come from the model's head or from chunks, never both
