@@ -265,3 +265,11 @@ TRL_H200_2 = [dict(_TRL, **c) for c in (
     dict(model="Qwen2.5-0.5B", method="lora", batch=8, seq_len=2048, grad_ckpt=True, gpu="H200", label="ftplan:compare"),
     dict(model="Qwen2.5-0.5B", method="qlora", batch=8, seq_len=1024, gpu="H200", label="ftplan:compare"),
 ]
+# the TRL run with checkpointing above its estimate: the same plan with ftplan's loop and the
+# chunked loss (its peak moves into backward, as TRL's does), and under TRL without compilation
+CKPT_FLEX_H200 = [
+    dict(model="Qwen2.5-0.5B", method="lora", batch=8, seq_len=2048, grad_ckpt=True, loss="chunked", gpu="H200",
+         label="ftplan:ckpt-chunked"),
+    dict(_TRL, model="Qwen2.5-0.5B", method="lora", batch=8, seq_len=2048, grad_ckpt=True, compile=False,
+         label="trl:ckpt-eager"),
+]

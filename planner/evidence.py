@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from planner import knowledge
 from planner.models import ModelSpec
+from planner.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class Evidence:
     def line(self) -> str:
         if self.kind == "measured":
             return f"measured: {self.detail}; committed runs within {self.bound:.0%} ({self.source})"
-        return f"derived, not measured on a GPU: {self.detail}; +{self.margin:.0%} margin before the fit verdict"
+        return f"derived: {self.detail}; +{self.margin:.0%} margin before the fit verdict"
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "margin": self.margin, "bound": self.bound, "detail": self.detail, "source": self.source}
@@ -36,9 +37,13 @@ def measured_row(model: ModelSpec, trainer: str = "ftplan") -> dict | None:
     return None
 
 
-def of(model: ModelSpec, trainer: str = "ftplan") -> Evidence:
-    """The evidence behind every estimate of `model` trained by `trainer`'s program (ftplan's
-    loop or TRL's trainers: each is measured on its own)."""
+def of(model: ModelSpec, plan: Plan | None = None) -> Evidence:
+    """The evidence behind every estimate of `model` under `plan`'s program (ftplan's loop or
+    TRL's trainers: each is measured on its own)."""
+    trainer = plan.trainer if plan is not None else "ftplan"
+    if trainer == "trl" and plan.grad_ckpt:
+        unexplained = knowledge.table("evidence")["trl_checkpointing"]
+        return Evidence("derived", unexplained["margin"], 0.0, unexplained["detail"], unexplained["source"])
     row = measured_row(model, trainer)
     shape = "a Llama-shaped model of that size" if model.name.startswith("generic-") else model.name
     program = "" if trainer == "ftplan" else f" under {trainer.upper()}"

@@ -49,7 +49,7 @@ class Estimate:
 
     @property
     def evidence(self) -> evidence.Evidence:
-        return evidence.of(self.model, self.plan.trainer)
+        return evidence.of(self.model, self.plan)
 
     @property
     def fits(self) -> bool | None:
@@ -571,7 +571,7 @@ def evidence_margin(model: ModelSpec, plan: Plan, peak: int) -> Term:
     """A family never measured on a GPU gets a margin on top of its estimate, so the fit
     verdict holds where the formulas meet an architecture they were not fitted on
     (knowledge/evidence.toml; docs/guides.md#evidence-behind-an-estimate)."""
-    ev = evidence.of(model, plan.trainer)
+    ev = evidence.of(model, plan)
     what = model.family if plan.trainer == "ftplan" else f"{model.family} under {plan.trainer.upper()}"
     return Term("evidence_margin", int(peak * ev.margin), f"{ev.margin:.0%} of the above: {what} is derived, not measured",
                 _first_line(evidence_margin.__doc__))

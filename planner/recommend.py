@@ -10,7 +10,7 @@ from planner import knowledge, memory, rules, script, search, speed
 from planner.errors import PlanError
 from planner.hardware import GpuSpec
 from planner.models import ModelSpec
-from planner.plan import Plan
+from planner.plan import Plan, default_loss
 from planner.rules import Recommendation
 
 TASK_KINDS = ("classification", "style", "instruction", "chat", "qa", "summarization", "general",
@@ -45,8 +45,9 @@ def one_line(est: memory.Estimate) -> str:
         engine += f" with {'optimizer' if p.offload == 'optimizer' else 'parameter and optimizer'} offload"
     gpu = est.gpu.name if est.gpu else "GPU"
     nodes = f" on {p.nodes} nodes" if p.nodes > 1 else ""
-    extras = (", checkpointing" if p.grad_ckpt else "") + (f", {p.loss} loss" if p.loss != "standard" else "")
-    return (f"{size} {p.method} {p.task.upper()}: {p.world_size} x {gpu}{nodes}, {engine}, "
+    extras = (", checkpointing" if p.grad_ckpt else "") + (f", {p.loss} loss" if p.loss != default_loss(p.trainer) else "")
+    program = " with TRL" if p.trainer == "trl" else ""
+    return (f"{size} {p.method} {p.task.upper()}{program}: {p.world_size} x {gpu}{nodes}, {engine}, "
             f"{est.total_bytes / 2**30:.1f} GiB per GPU{extras}")
 
 

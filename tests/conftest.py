@@ -61,3 +61,24 @@ def dataset(tmp_path):
         return path
 
     return make
+
+
+def logged_steps(run_dir: Path) -> list[int]:
+    """The step numbers a run's metrics.jsonl holds, in order."""
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [e["step"] for e in events if e.get("event") == "step"]
+
+
+@pytest.fixture
+def resume_to_the_end():
+    """resume(run_dir, stopped): a run stopped at step `stopped` (of MAX_STEPS = 400) resumes
+    with two more steps to go and reaches the end with every step logged once, in order."""
+    from runner import process
+
+    def resume(run_dir: Path, stopped: int) -> None:
+        train = run_dir / "train.py"
+        train.write_text(train.read_text().replace("MAX_STEPS = 400", f"MAX_STEPS = {stopped + 2}"))
+        assert list(process.run(run_dir, resume=True))[-1].state == "succeeded", (run_dir / "stderr.log").read_text()[-3000:]
+        assert logged_steps(run_dir) == list(range(1, stopped + 3))  # contiguous, none twice
+
+    return resume

@@ -6,6 +6,7 @@ from __future__ import annotations
 from planner import hardware, workflow
 from planner.cli import args as A
 from planner.cli import output
+from planner.plan import default_loss
 
 
 def add_arguments(p) -> None:
@@ -33,7 +34,8 @@ def run(args) -> int:
     by = "the job's cost" if dataset.tokens else "price per hour (add --dataset-tokens to rank by the job's cost)"
     from rich import box
 
-    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"{output.esc(model.name)} {plan.method} {plan.task}, seq {plan.seq_len}: the setup of each GPU "
+    program = " under TRL" if plan.trainer == "trl" else ""
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"{output.esc(model.name)} {plan.method} {plan.task}{program}, seq {plan.seq_len}: the setup of each GPU "
                     f"type, by {by}", title_justify="left")
     for col in ("GPU", "GPUs", "engine", "per GPU", "tok/s", "$/h", "time", "cost"):
         t.add_column(col, justify="left" if col in ("GPU", "engine") else "right", no_wrap=col != "engine",
@@ -42,7 +44,7 @@ def run(args) -> int:
         p, sp = s.plan, s.speed
         engine = {"none": "one GPU", "ddp": "DDP"}.get(p.launcher_engine, f"ZeRO-{p.zero}")
         engine += (f"+{p.offload} offload" if p.offload != "none" else "") + ("+ckpt" if p.grad_ckpt else "")
-        engine += f"+{p.loss} loss" if p.loss != "standard" else ""
+        engine += f"+{p.loss} loss" if p.loss != default_loss(p.trainer) else ""
         t.add_row(s.gpu.name, f"{s.count}", engine,
                   f"{s.per_gpu_bytes / 2**30:.1f}/{s.gpu.memory_bytes / 2**30:.0f} GiB",
                   f"{sp.tokens_per_s:,.0f}" if sp else "-", f"{s.price_per_hour:,.2f}",

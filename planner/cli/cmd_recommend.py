@@ -11,7 +11,7 @@ from planner import recommend, workflow
 from planner.cli import args as A
 from planner.cli import output
 from planner.errors import FtplanError, HardwareError
-from planner.plan import METHODS, Plan
+from planner.plan import METHODS, TRAINERS, Plan, default_loss
 
 
 def add_arguments(p) -> None:
@@ -19,6 +19,8 @@ def add_arguments(p) -> None:
     p.add_argument("--method", choices=METHODS, help="force a method (default: the best that fits)")
     p.add_argument("--examples", type=A.whole_number(1), help="rows in the training set (or give --data)")
     p.add_argument("--task-kind", default="general", choices=recommend.TASK_KINDS)
+    p.add_argument("--trainer", choices=TRAINERS, default="ftplan",
+                   help="the training program: ftplan's loop (default) or TRL's SFTTrainer/DPOTrainer")
     p.add_argument("--seq-len", type=A.whole_number(8), help="sequence length (default: from --data, else 2048)")
     p.add_argument("--data", help="dataset file: its rows and token lengths feed the rules")
     A.add_hardware_args(p)
@@ -40,7 +42,8 @@ def run(args) -> int:
         raise FtplanError("recommend -o renders a run directory and needs the dataset: add --data FILE")
     given = frozenset(k for k in ("method", "seq_len") if getattr(args, k) is not None)
     base = Plan(model=args.model, task=args.task, method=args.method or "lora", gpus=gpus, nodes=args.nodes,
-                gpu=gpu.name, seq_len=args.seq_len or 2048, data=args.data or "")
+                gpu=gpu.name, seq_len=args.seq_len or 2048, data=args.data or "", trainer=args.trainer,
+                loss=default_loss(args.trainer))
     model_path = args.model_path or workflow.default_model_path(model, args.model)
     found = workflow.recommend_plan(model, base, gpu, data_path=args.data, examples=args.examples,
                                     task_kind=args.task_kind, given=given, tokens=args.dataset_tokens,

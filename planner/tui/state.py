@@ -15,6 +15,7 @@ class WizardState:
     model: str = "Llama-3.1-8B"
     method: str = "lora"
     task: str = "sft"
+    trainer: str = "ftplan"                            # ftplan's loop or TRL's trainers
     seq_len: int = 2048
     data: str = ""
     examples: int | None = None

@@ -24,7 +24,8 @@ def committed_runs():
                 yield f.name, r
 
 
-@pytest.mark.parametrize("row", knowledge.rows("evidence", "measured"), ids=lambda r: r["family"] + ("-moe" if r.get("moe") else ""))
+@pytest.mark.parametrize("row", knowledge.rows("evidence", "measured"),
+                         ids=lambda r: r["family"] + ("-moe" if r.get("moe") else "") + "-" + r.get("trainer", "ftplan"))
 def test_each_measured_family_has_committed_runs_within_its_bound(row):
     errors = []
     for _, r in committed_runs():
@@ -32,6 +33,8 @@ def test_each_measured_family_has_committed_runs_within_its_bound(row):
         spec = models.resolve(plan.model)
         if spec.family != row["family"] or spec.is_moe != row.get("moe", False) or r["oom"]:
             continue
+        if plan.trainer != row.get("trainer", "ftplan") or evidence.of(spec, plan).kind != "measured":
+            continue  # another program's runs, or TRL with checkpointing (derived, below)
         if r.get("lengths", "full") != "full" and not plan.packing:
             continue  # padded batches shorter than seq_len: fit verdict only
         est = memory.total_bytes(spec, plan)
@@ -107,3 +110,17 @@ def test_derived_families_measured_on_a_gpu_fall_within_their_stated_margin_with
             raw = est.total_bytes - est.term_bytes()["evidence_margin"]
             assert abs(raw - r["measured_nvml_peak_bytes"]) / r["measured_nvml_peak_bytes"] <= est.evidence.margin
     assert derived >= 4 and {models.resolve(Plan(**r["plan"]).model).family for r in runs} >= {"falcon", "mixtral"}
+
+
+def test_trl_with_checkpointing_carries_a_margin_that_covers_its_measured_run():
+    """The one TRL run with checkpointing peaked above its formulas by more than the derived
+    margin: its evidence says so, and the margin it carries covers that run."""
+    runs = [r for _, r in committed_runs() if r["plan"].get("trainer") == "trl" and r["plan"]["grad_ckpt"]]
+    assert runs
+    for r in runs:
+        plan = Plan(**r["plan"])
+        spec = models.resolve(plan.model)
+        ev = evidence.of(spec, plan)
+        assert ev.kind == "derived" and ev.margin >= 0.2 and "checkpointing" in ev.detail
+        assert memory.total_bytes(spec, plan) >= r["measured_nvml_peak_bytes"]  # with the margin, the verdict holds
+    assert evidence.of(models.resolve("Llama-3.1-8B"), Plan(model="Llama-3.1-8B", trainer="trl", loss="chunked")).kind == "measured"

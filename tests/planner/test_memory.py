@@ -148,3 +148,34 @@ def test_lora_input_cast_copies_each_layer_input_qlora_and_our_scripts_share_the
     shared = 2 * (L8.hidden_size + L8.hidden_size + L8.intermediate_size)  # attn_in, mlp_in, mlp_mid
     assert cast - qlora == 2 * ins - shared
     assert ours_eager == qlora and ours < qlora  # compiled layers keep less again
+
+
+def test_flags_describe_a_plain_transformers_peft_loop():
+    """--kbit-prep, --adapter-input-cast, --lora-dropout and --loss model estimate a loop with
+    the libraries' defaults: each changes the term it acts on, and the CLI carries them."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    spec = models.resolve("Llama-3.1-8B")
+    ours = Plan(model=spec.name, method="qlora", batch=2, compile=False)
+    base = memory.estimate(spec, ours).term_bytes()
+    prep = memory.estimate(spec, ours.with_(kbit_prep=True)).term_bytes()
+    unquantized = spec.total_params() - spec.quantized_params()
+    assert prep["weights"] - base["weights"] == unquantized * 2  # bf16 -> fp32
+    lora = ours.with_(method="lora")
+    assert memory.estimate(spec, lora.with_(cast_adapter_inputs=True)).term_bytes()["activations"] > \
+        memory.estimate(spec, lora).term_bytes()["activations"]
+    assert memory.estimate(spec, lora.with_(dropout=0.05)).term_bytes()["activations"] > \
+        memory.estimate(spec, lora).term_bytes()["activations"]
+    assert memory.estimate(spec, lora.with_(loss="model")).term_bytes()["logits_and_loss"] == \
+        memory.estimate(spec, lora).term_bytes()["logits_and_loss"]  # the same buffers (ForCausalLMLoss)
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "planner", "estimate", "--model", spec.name, "--method", "qlora",
+                          "--lora-dropout", "0.05", "--adapter-input-cast", "--kbit-prep", "--loss", "model", "--no-compile",
+                          "--json"], capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)["plan"]
+    assert (plan["dropout"], plan["cast_adapter_inputs"], plan["kbit_prep"], plan["loss"], plan["compile"]) == \
+        (0.05, True, True, "model", False)

@@ -43,7 +43,8 @@ def _tiny_run(tmp_path, tiny_model, dataset, max_steps):
 
 @pytest.mark.parametrize("signum,ignored", [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGINT, True)],
                          ids=["SIGTERM", "SIGHUP", "SIGINT-ignored-by-the-shell"])
-def test_a_signal_to_the_runner_checkpoints_and_resume_reaches_the_end(tmp_path, tiny_model, dataset, signum, ignored):
+def test_a_signal_to_the_runner_checkpoints_and_resume_reaches_the_end(tmp_path, tiny_model, dataset, signum, ignored,
+                                                                       resume_to_the_end):
     run_dir = _tiny_run(tmp_path, tiny_model, dataset, max_steps=400)
 
     def background():  # what a shell does to a job it starts with &: SIGINT ignored
@@ -63,10 +64,7 @@ def test_a_signal_to_the_runner_checkpoints_and_resume_reaches_the_end(tmp_path,
     assert saved, err[-2000:]
     stopped = int(saved[-1].name.split("-")[1])
     assert stopped == _steps(run_dir)[-1]  # the checkpoint is at the step the run reached
-    train = run_dir / "train.py"
-    train.write_text(train.read_text().replace("MAX_STEPS = 400", f"MAX_STEPS = {stopped + 2}"))
-    assert list(process.run(run_dir, resume=True))[-1].state == "succeeded", (run_dir / "stderr.log").read_text()[-2000:]
-    assert _steps(run_dir) == list(range(1, stopped + 3))  # contiguous, none twice
+    resume_to_the_end(run_dir, stopped)
 
 
 def test_two_runners_started_together_exactly_one_trains(tmp_path):

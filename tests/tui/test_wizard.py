@@ -173,3 +173,27 @@ def test_q_in_a_text_field_is_a_letter_and_the_data_report_comes_at_once(tmp_pat
     before = set(Path("/tmp").glob("ftplan-preview-*"))
     asyncio.run(go())
     assert set(Path("/tmp").glob("ftplan-preview-*")) == before
+
+
+def test_the_trainer_chosen_on_the_model_screen_is_the_plan_estimated_and_rendered(tmp_path, monkeypatch):
+    """TRL chosen in the wizard: the plan screen estimates TRL's program (its evidence line says
+    so) and the script screen shows TRL's trainer, the same decision as `--trainer trl`."""
+    pytest.importorskip("peft")
+    monkeypatch.chdir(tmp_path)
+
+    async def go():
+        app = FtplanApp(WizardState(model="Llama-3.1-8B", gpu="H100-SXM", method="lora", seq_len=2048))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _next(pilot, app, "HardwareScreen")
+            await _next(pilot, app, "ModelScreen")
+            app.screen.query_one("#trainer").value = "trl"
+            await pilot.pause()
+            await _next(pilot, app, "PlanScreen")
+            plan = app.state.plan
+            assert plan.trainer == "trl" and plan.loss == "chunked"
+            assert "under TRL" in app.state.report.estimate.evidence.detail
+            await _next(pilot, app, "ScriptScreen")
+            await pilot.pause(0.5)
+            return app.screen.code
+
+    assert "SFTTrainer" in asyncio.run(go())

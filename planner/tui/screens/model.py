@@ -34,6 +34,10 @@ class ModelScreen(WizardScreen):
                 yield Select([("recommend for me", "auto")] + [(m, m) for m in METHODS], value=s.method or "auto",
                              allow_blank=False, id="method")
             with Horizontal(classes="row"):
+                yield Label("Trainer")
+                yield Select([("ftplan's loop (fastest)", "ftplan"), ("TRL (SFTTrainer / DPOTrainer)", "trl")],
+                             value=s.trainer, allow_blank=False, id="trainer")
+            with Horizontal(classes="row"):
                 yield Label("Sequence length")
                 yield Input(str(s.seq_len), id="seq_len", type="integer")
             with Horizontal(classes="row"):
@@ -92,6 +96,7 @@ class ModelScreen(WizardScreen):
             self.app.show_error(str(e))
             return
         s.model, s.task, s.method, s.seq_len, s.data = model, task, self.query_one("#method", Select).value, int(seq), path
+        s.trainer = self.query_one("#trainer", Select).value
         s.examples = None
         from planner.tui.screens.plan import PlanScreen
 

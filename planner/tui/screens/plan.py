@@ -11,7 +11,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Static
 
 from planner import hardware, memory, models, recommend, speed, workflow
 from planner.errors import FtplanError
-from planner.plan import Plan
+from planner.plan import Plan, default_loss
 from planner.tui.screens.base import WizardScreen
 
 BAR_WIDTH = 60
@@ -66,7 +66,8 @@ class PlanScreen(WizardScreen):
             model = models.resolve(s.model)
             gpu = hardware.resolve(s.gpu)
             base = Plan(model=s.model, task=s.task, method=s.method if s.method != "auto" else "lora",
-                        seq_len=s.seq_len, gpus=s.gpus, nodes=s.nodes, gpu=gpu.name)
+                        seq_len=s.seq_len, gpus=s.gpus, nodes=s.nodes, gpu=gpu.name, trainer=s.trainer,
+                        loss=default_loss(s.trainer))
             given = frozenset({"seq_len"} | ({"method"} if s.method != "auto" else set()))
             s.recommended = workflow.recommend_plan(model, base, gpu, data_path=s.data or None, examples=s.examples,
                                                     given=given, grow=False)

@@ -18,6 +18,7 @@ SAMPLES = Path(__file__).resolve().parents[3] / "runner" / "data"
 
 class ScriptScreen(WizardScreen):
     HELP = "Review the script; Save writes the run directory (train.py, launch.sh, merge.py, plan.toml); Run launches it."
+    code = ""  # the previewed train.py
 
     def compose(self) -> ComposeResult:
         s = self.state
@@ -42,6 +43,7 @@ class ScriptScreen(WizardScreen):
         except FtplanError as e:
             self.app.show_error(str(e))
             return
+        self.code = code  # the train.py that Save writes
         self.query_one("#code", Static).update(Syntax(code, "python", line_numbers=True, word_wrap=False))
         self._show_launch(Path(target))
 
