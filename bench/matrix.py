@@ -273,3 +273,28 @@ CKPT_FLEX_H200 = [
     dict(_TRL, model="Qwen2.5-0.5B", method="lora", batch=8, seq_len=2048, grad_ckpt=True, compile=False,
          label="trl:ckpt-eager"),
 ]
+
+# Side by side on one plan, in one call: ftplan's loop, TRL with ftplan's settings, and TRL with
+# its own defaults (checkpointing on, no compilation, PEFT's input cast, LoRA dropout 0.05, no
+# packing). `python3 bench/memory.py --matrix bench/matrix.py:SIDE_BY_SIDE_8B --steps 8 --warmup 3`
+_TRL_DEFAULTS = dict(trainer="trl", loss="chunked", grad_ckpt=True, compile=False, cast_adapter_inputs=True, dropout=0.05,
+                     packing=False)
+SIDE_BY_SIDE_8B = [dict(_PACK8, label=f"side-by-side:{name}", lengths="varied", **c) for name, c in (
+    ("ftplan", {}), ("trl-ftplan-settings", dict(trainer="trl", loss="chunked")), ("trl-defaults", _TRL_DEFAULTS))]
+
+# A plain transformers + PEFT loop with the libraries' defaults, described by the estimate's flags
+# (--loss model --no-compile --adapter-input-cast --lora-dropout 0.05, --kbit-prep for QLoRA):
+# ftplan renders exactly that loop, so its estimate is held by runs of it.
+_PLAIN = dict(loss="model", compile=False, cast_adapter_inputs=True, dropout=0.05, gpu="H200")
+PLAIN_LOOP_H200 = [dict(_PLAIN, **c) for c in (
+    dict(model="Llama-3.2-1B", method="lora", batch=4, seq_len=2048),
+    dict(model="Llama-3.2-1B", method="qlora", batch=4, seq_len=2048, kbit_prep=True, grad_ckpt=True),
+    dict(model="Qwen2.5-0.5B", method="lora", batch=8, seq_len=1024),
+    dict(model="Qwen2.5-0.5B", method="qlora", batch=8, seq_len=1024, kbit_prep=True),
+    dict(model="Qwen3-0.6B", method="lora", batch=4, seq_len=2048, grad_ckpt=True),
+    dict(model="Gemma-3-1B", method="lora", batch=4, seq_len=1024),
+    dict(model="Pythia-1B", method="lora", batch=4, seq_len=2048),
+    dict(model="Phi-3-mini-4k", method="qlora", batch=2, seq_len=2048, kbit_prep=True, grad_ckpt=True),
+    dict(model="Llama-3.1-8B", method="qlora", batch=2, seq_len=2048, kbit_prep=True, grad_ckpt=True),
+    dict(model="Llama-3.1-8B", method="lora", batch=2, seq_len=2048, grad_ckpt=True),
+)]

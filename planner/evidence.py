@@ -44,6 +44,10 @@ def of(model: ModelSpec, plan: Plan | None = None) -> Evidence:
     if trainer == "trl" and plan.grad_ckpt:
         unexplained = knowledge.table("evidence")["trl_checkpointing"]
         return Evidence("derived", unexplained["margin"], 0.0, unexplained["detail"], unexplained["source"])
+    if plan is not None and plan.kbit_prep:
+        derived = knowledge.table("evidence")["derived"]
+        return Evidence("derived", derived["margin"], 0.0, "PEFT's prepare_model_for_kbit_training (fp32 norms, embeddings "
+                        "and head, read from PEFT's code) has not been measured", derived["source"])
     row = measured_row(model, trainer)
     shape = "a Llama-shaped model of that size" if model.name.startswith("generic-") else model.name
     program = "" if trainer == "ftplan" else f" under {trainer.upper()}"

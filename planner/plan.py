@@ -71,9 +71,19 @@ class Shard(StrEnum):
 
 
 class DpoLoss(StrEnum):
-    SIGMOID = "sigmoid"
-    HINGE = "hinge"
-    IPO = "ipo"
+    """DPO's loss, by TRL's names (trl DPOTrainer loss_type), each computed as TRL computes it."""
+    SIGMOID = "sigmoid"            # Rafailov et al. 2023
+    HINGE = "hinge"                # SLiC, Zhao et al. 2023
+    IPO = "ipo"                    # Azar et al. 2023, log-ratios averaged per token
+    SIGMOID_NORM = "sigmoid_norm"  # sigmoid on per-token averaged log-ratios
+    NCA_PAIR = "nca_pair"          # Chen et al. 2024
+    BCO_PAIR = "bco_pair"          # Jung et al. 2024, without the running reward mean
+    SPPO_HARD = "sppo_hard"        # Wu et al. 2024, hard win probabilities
+    APO_ZERO = "apo_zero"          # D'Oosterlinck et al. 2024, eq. 7
+    APO_DOWN = "apo_down"          # eq. 8
+    AOT = "aot"                    # Melnyk et al. 2024, sorted across the micro-batch
+    AOT_UNPAIRED = "aot_unpaired"
+    DISCOPOP = "discopop"          # Chris Lu et al. 2024
 
 
 class ReportTo(StrEnum):

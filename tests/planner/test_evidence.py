@@ -124,3 +124,10 @@ def test_trl_with_checkpointing_carries_a_margin_that_covers_its_measured_run():
         assert ev.kind == "derived" and ev.margin >= 0.2 and "checkpointing" in ev.detail
         assert memory.total_bytes(spec, plan) >= r["measured_nvml_peak_bytes"]  # with the margin, the verdict holds
     assert evidence.of(models.resolve("Llama-3.1-8B"), Plan(model="Llama-3.1-8B", trainer="trl", loss="chunked")).kind == "measured"
+
+
+def test_a_setting_never_measured_makes_the_estimate_derived():
+    spec = models.resolve("Llama-3.1-8B")
+    prepared = evidence.of(spec, Plan(model=spec.name, method="qlora", kbit_prep=True))
+    assert prepared.kind == "derived" and prepared.margin > 0 and "prepare_model_for_kbit_training" in prepared.detail
+    assert evidence.of(spec, Plan(model=spec.name, method="qlora")).kind == "measured"

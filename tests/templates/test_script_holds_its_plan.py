@@ -12,7 +12,7 @@ import pytest
 
 from planner import models, render
 from planner.errors import PlanError
-from planner.plan import METHODS, Plan
+from planner.plan import DPO_LOSSES, METHODS, Plan, default_loss
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = {"sft": ROOT / "runner/data/instructions.jsonl", "dpo": ROOT / "runner/data/preferences.jsonl"}
@@ -43,6 +43,9 @@ def plans():
         for fmt in FORMATS[task]:
             yield (f"trl-{method}-{task}-{engine}-{fmt}",
                    Plan(model="Llama-3.2-1B", trainer="trl", loss="chunked", method=method, task=task, **ENGINES[engine]), fmt)
+    for loss, trainer in itertools.product(DPO_LOSSES, ("ftplan", "trl")):
+        yield (f"dpo-loss={loss}-{trainer}",
+               Plan(model="Llama-3.2-1B", task="dpo", dpo_loss_type=loss, trainer=trainer, loss=default_loss(trainer)), "preference")
     for variant in VARIANTS:
         plan = Plan(model="Llama-3.2-1B", **variant)
         yield "-".join(f"{k}={v}" for k, v in variant.items()), plan, FORMATS[plan.task][0]
