@@ -215,7 +215,7 @@ INPUT_GROUP = {
     "query_key_value": "attn_in", "c_attn": "attn_in",
     "o_proj": "attn_out", "dense": "attn_out", "c_proj": "attn_out",
     "gate_proj": "mlp_in", "up_proj": "mlp_in", "gate_up_proj": "mlp_in", "dense_h_to_4h": "mlp_in",
-    "fc1": "mlp_in", "c_fc": "mlp_in", "w1": "mlp_in", "w3": "mlp_in",
+    "fc1": "mlp_in", "c_fc": "mlp_in", "w1": "mlp_in", "w3": "mlp_in", "shared_expert_gate": "mlp_in",
     "down_proj": "mlp_mid", "dense_4h_to_h": "mlp_mid", "fc2": "mlp_mid", "w2": "mlp_mid",
 }
 
@@ -255,7 +255,9 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     Compiled layers keep less: knowledge/memory.toml's compiled_* rows, measured on the H100."""
     a = _k("activations")
     h, q, kv = model.hidden_size, model.q_width, model.kv_width
-    inter = model.moe_intermediate_size * model.experts_per_token if model.is_moe else model.intermediate_size
+    # a MoE token passes through its routed experts and the shared expert, where there is one
+    inter = model.moe_intermediate_size * model.experts_per_token + model.shared_intermediate_size if model.is_moe \
+        else model.intermediate_size
     full = plan.method == "full"
     adapters = plan.is_low_rank
     adapted = script.adapted_modules(model, plan) if adapters else []
@@ -308,7 +310,11 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     if model.mlp == "plain" and full:
         kept_groups.discard("mlp_mid")  # GELU keeps its input; down reads GELU's output, a new tensor
         b += a["linear_input_per_width"] * inter
-    b += sum(a["linear_input_per_width"] * _group_width(model, g, inter) for g in kept_groups)
+    # adapters on a MoE block sit on its shared expert only: the down projection they keep reads its width
+    kept_inter = inter if (full or zero3 or not model.is_moe) else model.shared_intermediate_size
+    b += sum(a["linear_input_per_width"] * _group_width(model, g, kept_inter) for g in kept_groups)
+    if model.shared_intermediate_size:
+        b += a["linear_input_per_width"] * model.hidden_size  # the shared expert's output, kept for its gate's product
 
     gated = a["compiled_gated_mlp_per_intermediate"] if compiled else a["gated_mlp_per_intermediate"]
     b += (gated if model.mlp == "gated" else a["plain_mlp_per_intermediate"]) * inter

@@ -40,6 +40,7 @@ class ModelSpec:
     num_experts: int = 0
     experts_per_token: int = 0
     moe_intermediate_size: int = 0
+    shared_intermediate_size: int = 0  # a shared expert every token passes through, gated per token (Qwen2-MoE)
     hub_id: str = ""
     path: str = ""                # local directory or config.json it came from
     published_params: int = 0
@@ -87,8 +88,15 @@ class ModelSpec:
     def mlp_params_per_layer(self) -> int:
         if self.is_moe:
             router = self.hidden_size * self.num_experts
-            return self.num_experts * self.mlp_params(self.moe_intermediate_size) + router
+            return self.num_experts * self.mlp_params(self.moe_intermediate_size) + router + self.shared_expert_params()
         return self.mlp_params(self.intermediate_size)
+
+    def shared_expert_params(self) -> int:
+        """The shared expert's MLP and its gate, a linear layer to one logit (transformers
+        modeling_qwen2_moe: shared_expert, shared_expert_gate)."""
+        if not self.shared_intermediate_size:
+            return 0
+        return self.mlp_params(self.shared_intermediate_size) + self.hidden_size
 
     def norm_params(self) -> int:
         return self.hidden_size * (2 if self.norm == "layernorm" else 1)
@@ -118,7 +126,7 @@ class ModelSpec:
         attn = h * q + 2 * h * kv + q * h
         if self.is_moe:
             per_expert = (3 if self.mlp == "gated" else 2) * h * self.moe_intermediate_size
-            mlp = self.num_experts * per_expert
+            mlp = self.num_experts * per_expert + self.shared_expert_params()  # the shared expert's layers are nn.Linear
         else:
             mlp = (3 if self.mlp == "gated" else 2) * h * self.intermediate_size
         return self.num_layers * (attn + mlp)
@@ -146,12 +154,15 @@ class ModelSpec:
     def module_shape(self, name: str) -> tuple[int, int, int]:
         """(in_features, out_features, copies per layer) of a named linear layer."""
         h, q, kv, i = self.hidden_size, self.q_width, self.kv_width, self.intermediate_size
+        if self.is_moe:  # the only MLP linear layers of a MoE block are its shared expert's
+            i = self.shared_intermediate_size
         shapes = {
             "q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
             "qkv_proj": (h, q + 2 * kv), "query_key_value": (h, q + 2 * kv), "dense": (q, h),
             "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h), "gate_up_proj": (h, 2 * i),
             "dense_h_to_4h": (h, i), "dense_4h_to_h": (i, h), "fc1": (h, i), "fc2": (i, h),
             "c_attn": (h, q + 2 * kv), "c_proj": (q, h), "c_fc": (h, i),
+            "shared_expert_gate": (h, 1),
         }
         if name not in shapes:
             raise ModelError(
@@ -167,14 +178,11 @@ class ModelSpec:
         if targets == "attention":
             return list(fam["attention"])
         if targets == "all-linear":
-            # MoE experts are fused 3-D parameters in transformers 5, not nn.Linear layers
-            # that LoRA can wrap: all-linear adapts the attention projections there.
-            return list(fam["attention"]) + ([] if self.is_moe else list(fam["mlp"]))
+            return list(fam["attention"]) + self._mlp_linears(fam)
         names = [t.strip() for t in targets.split(",") if t.strip()]
         if not names:
             raise ModelError("--targets is empty; use attention, all-linear or a comma list of module names")
-        # MoE experts are fused 3-D parameters: only the attention projections are linear layers
-        known = set(fam["attention"]) | (set() if self.is_moe else set(fam["mlp"]))
+        known = set(fam["attention"]) | set(self._mlp_linears(fam))
         for n in names:
             if n not in known:
                 raise ModelError(
@@ -182,6 +190,14 @@ class ModelSpec:
                     f"or a comma list of {', '.join(sorted(known))}"
                 )
         return names
+
+    def _mlp_linears(self, fam: dict) -> list[str]:
+        """The feed-forward nn.Linear layers LoRA can wrap. MoE experts are fused 3-D parameters
+        in transformers 5, not nn.Linear: a MoE block offers only its shared expert's layers
+        and their gate, where it has one."""
+        if not self.is_moe:
+            return list(fam["mlp"])
+        return (list(fam["mlp"]) + ["shared_expert_gate"]) if self.shared_intermediate_size else []
 
     def lora_params(self, modules: list[str], rank: int, dora: bool = False) -> int:
         """LoRA's trainable parameters on the named modules of every block: r x (in + out) per
@@ -255,6 +271,7 @@ _FAMILY_BY_MODEL_TYPE = {
 }
 _KNOWN_FAMILIES = set(_FAMILY_BY_MODEL_TYPE.values())
 _FOUR_NORM_TYPES = {"gemma2", "gemma3", "gemma3_text", "olmo2"}
+_SHARED_EXPERT_TYPES = {"qwen2_moe"}  # a gated shared expert beside the routed ones (modeling_qwen2_moe)
 _QK_NORM_TYPES = {"qwen3", "qwen3_moe", "gemma3", "gemma3_text", "olmo2"}
 
 
@@ -269,7 +286,7 @@ def _first(cfg: dict, *keys, default=None):
 CONFIG_RANGES = {"hidden_size": (1, 1_000_000), "num_hidden_layers": (1, 10_000), "num_attention_heads": (1, 100_000),
                  "vocab_size": (1, 100_000_000), "num_key_value_heads": (1, 100_000), "intermediate_size": (1, 10_000_000),
                  "head_dim": (1, 65_536), "num_experts": (0, 1_000_000), "num_experts_per_tok": (1, 1_000_000),
-                 "moe_intermediate_size": (1, 10_000_000), "ffn_hidden_size": (1, 10_000_000), "num_kv_heads": (1, 100_000)}
+                 "moe_intermediate_size": (1, 10_000_000), "shared_expert_intermediate_size": (1, 10_000_000), "ffn_hidden_size": (1, 10_000_000), "num_kv_heads": (1, 100_000)}
 # Heads whose names say the model predicts the next token (a causal LM), or a multimodal model
 # whose text part is one.
 CAUSAL_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
@@ -313,10 +330,14 @@ def unmodelled_features(cfg: dict) -> list[str]:
         if cfg.get(key):
             found.append(f"hybrid layers ({key})")
             break
-    for key in ("shared_expert_intermediate_size", "n_shared_experts", "num_shared_experts", "moe_shared_expert_intermediate_size"):
+    # Qwen2-MoE's shared expert (shared_expert_intermediate_size) is modelled; other layouts of
+    # shared experts (DeepSeek's n_shared_experts, ...) are not
+    for key in ("n_shared_experts", "num_shared_experts", "moe_shared_expert_intermediate_size"):
         if cfg.get(key):
             found.append(f"shared experts ({key})")
             break
+    if cfg.get("shared_expert_intermediate_size") and cfg.get("model_type") not in _SHARED_EXPERT_TYPES:
+        found.append("shared experts (shared_expert_intermediate_size)")
     if (cfg.get("first_k_dense_replace") or (cfg.get("decoder_sparse_step") or 1) > 1 or cfg.get("mlp_only_layers")
             or (cfg.get("interleave_moe_layer_step") or 1) > 1 or (cfg.get("moe_layer_freq") or 1) != 1):
         found.append("experts in some layers and a dense MLP in others")
@@ -400,6 +421,8 @@ def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
                              f"num_experts_per_tok must be at most num_experts")
         moe = dict(num_experts=experts, experts_per_token=per_token,
                    moe_intermediate_size=_whole(name, "moe_intermediate_size", _first(cfg, "moe_intermediate_size", default=inter)))
+        if model_type in _SHARED_EXPERT_TYPES and cfg.get("shared_expert_intermediate_size"):
+            moe["shared_intermediate_size"] = _whole(name, "shared_expert_intermediate_size", cfg["shared_expert_intermediate_size"])
     return ModelSpec(
         name=name, family=_FAMILY_BY_MODEL_TYPE.get(model_type, model_type or "unknown"),
         hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=head_dim,

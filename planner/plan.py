@@ -430,7 +430,9 @@ def validate(plan: Plan, model=None) -> Plan:
 def _validate_against_model(plan: Plan, model) -> None:
     if plan.is_low_rank:
         modules = model.target_modules(plan.targets)
-        narrowest = min(min(model.module_shape(m)[:2]) for m in modules)
+        # a gate to a single logit (Qwen2-MoE's shared_expert_gate) takes any rank in PEFT; the rest bound it
+        narrowest = min((min(model.module_shape(m)[:2]) for m in modules if min(model.module_shape(m)[:2]) > 1),
+                        default=plan.rank)
         if plan.rank > narrowest:
             raise PlanError(
                 f"--rank {plan.rank} is larger than the narrowest adapted layer of {model.name} ({narrowest}); "

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from planner import models
+from planner import memory, models
 from planner.errors import ModelError
+from planner.plan import Plan
 
 CATALOG = models.catalog()
 
@@ -112,3 +113,26 @@ def test_targets_attention_names_each_architectures_projections():
     assert models.resolve("Llama-3.1-8B").target_modules("all-linear")[-1] == "down_proj"
     with pytest.raises(ModelError, match="no linear layer"):
         models.resolve("Llama-3.1-8B").target_modules("q_proj,query_key_value")
+
+
+def test_a_shared_expert_counts_as_transformers_builds_and_peft_adapts_it(tmp_path):
+    """Qwen2-MoE's shared expert: a gated dense MLP beside the routed experts, whose layers are
+    nn.Linear (quantized under QLoRA, adapted by all-linear LoRA) and whose width need not be
+    the config's intermediate_size."""
+    cfg = {"architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe", "hidden_size": 256, "intermediate_size": 512,
+           "moe_intermediate_size": 64, "shared_expert_intermediate_size": 768, "num_hidden_layers": 2,
+           "num_attention_heads": 8, "num_key_value_heads": 2, "num_experts": 8, "num_experts_per_tok": 2, "vocab_size": 1000}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    spec = models.spec_from_config(cfg, "qwen2-moe-small", str(tmp_path))
+    assert spec.shared_intermediate_size == 768
+    assert spec.module_shape("down_proj")[:2] == (768, 256) and spec.module_shape("shared_expert_gate")[:2] == (256, 1)
+    assert "shared_expert_gate" in spec.target_modules("all-linear")
+    dense = models.spec_from_config({**cfg, "shared_expert_intermediate_size": 0}, "no-shared", str(tmp_path))
+    assert spec.total_params() - dense.total_params() == 2 * (3 * 256 * 768 + 256)
+    assert spec.quantized_params() - dense.quantized_params() == 2 * (3 * 256 * 768 + 256)  # nn.Linear: 4-bit under QLoRA
+    plan = Plan(model=str(path), method="lora")
+    assert memory.layer_activation_bytes_per_token(spec, plan) > memory.layer_activation_bytes_per_token(dense, plan)
+    deepseek = {**cfg, "model_type": "deepseek_v2", "n_shared_experts": 2}
+    with pytest.raises(ModelError, match="shared experts"):
+        models.resolve(str(_write(tmp_path, deepseek, "deepseek")))
