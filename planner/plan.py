@@ -394,7 +394,7 @@ def validate(plan: Plan, model=None) -> Plan:
         raise PlanError("--shard hybrid (shard within a node, replicate across nodes) needs --engine fsdp and --nodes 2 or more")
     if plan.method == "qlora" and plan.launcher_engine in ("deepspeed", "fsdp"):
         raise PlanError("QLoRA's 4-bit weights are not sharded by our scripts; run it data parallel: drop --zero/--engine (the adapters are small)")
-    if plan.distributed and plan.loss != "standard":
+    if plan.distributed and plan.loss != "standard" and plan.trainer == "ftplan":
         raise PlanError("the chunked and fused losses call the decoder directly, past the engine's wrapper; use --loss standard on several GPUs or with ZeRO/FSDP")
     if plan.task == "dpo" and plan.method == "full" and plan.shards_params:
         raise PlanError("DPO full fine-tuning keeps an unsharded reference model; with ZeRO-3/FSDP use a PEFT method (the reference is the adapter-free model) or --zero 2")

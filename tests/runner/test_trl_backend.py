@@ -84,3 +84,19 @@ def test_sigterm_checkpoints_the_trl_run_and_resume_continues_it(tmp_path, tiny_
 def test_what_the_trl_scripts_do_not_cover_is_refused_with_the_alternative(change, needle):
     with pytest.raises(PlanError, match=needle):
         validate(Plan(model="Llama-3.2-1B", trainer="trl", **{"loss": "chunked", **change}))
+
+
+def test_trl_runs_data_parallel_over_two_processes(tmp_path, tiny_model, dataset):
+    """Two gloo processes on the CPU (torchrun, as launch.sh starts them): one job of world size 2,
+    each process a half of every step's rows, rank 0 speaking for it."""
+    run_dir = _render(tmp_path, tiny_model, dataset("alpaca", 40), "alpaca", gpus=2, eval_fraction=0.0)
+    events = list(process.run(run_dir))
+    assert events[-1].state == "succeeded", (run_dir / "stderr.log").read_text()[-3000:]
+    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert logged[0]["world_size"] == 2
+    assert [e["step"] for e in logged if e["event"] == "step"] == [1, 2, 3, 4]  # logged once, by rank 0
+    single = _render(tmp_path / "one", tiny_model, dataset("alpaca", 40), "alpaca", eval_fraction=0.0)
+    assert list(process.run(single))[-1].state == "succeeded"
+    epoch = [e["epoch"] for e in logged if e["event"] == "step"][-1]
+    one = [e["epoch"] for e in map(json.loads, (single / "metrics.jsonl").read_text().splitlines()) if e["event"] == "step"][-1]
+    assert epoch == pytest.approx(2 * one, rel=0.05)  # twice the rows per step

@@ -71,6 +71,8 @@ def rendered(tmp_path_factory):
 
 def test_enough_combinations_render(rendered):
     assert len(rendered) >= 2 * 120
+    trl_ddp = [name for name in rendered if name.startswith("trl-") and "-ddp-" in name]
+    assert len(trl_ddp) >= 2 * 10  # TRL runs data parallel for full, LoRA, QLoRA and DoRA
 
 
 def test_every_rendered_script_compiles_and_passes_pyflakes(rendered):
