@@ -39,8 +39,9 @@ def print_estimate(est) -> None:
 
     c = console()
     p = est.plan
+    loss = "TRL" if p.trainer == "trl" else f"loss {p.loss}"
     title = (f"{esc(est.model.name)} · {p.method} · {p.task} · batch {p.batch} x seq {p.seq_len}"
-             f"{' · ckpt' if p.grad_ckpt else ''} · {p.optim} · loss {p.loss}"
+             f"{' · ckpt' if p.grad_ckpt else ''} · {p.optim} · {loss}"
              f"{f' · ZeRO-{p.zero}' if p.zero else ''}{f' · {p.world_size} GPUs' if p.world_size > 1 else ''}")
     t = Table(title=title, title_justify="left")
     t.add_column("term")
