@@ -127,3 +127,18 @@ def test_a_relative_model_path_trains_from_anywhere(tmp_path, tiny_model, datase
     out, err = runner.communicate(timeout=300)
     assert runner.returncode == 0, (err[-2000:], (work / "runs/first/stderr.log").read_text()[-2000:])
     assert [json.loads(line)["step"] for line in out.splitlines() if json.loads(line)["type"] == "Metric"] == [1]
+
+
+@pytest.mark.parametrize("trainer", ["ftplan", "trl"])
+def test_a_sequence_length_that_cuts_every_answer_stops_before_training_with_the_fix(tmp_path, tiny_model, dataset, trainer):
+    if trainer == "trl":
+        pytest.importorskip("trl")
+    plan = Plan(model=str(tiny_model), method="lora", batch=2, seq_len=16, precision="fp32", max_steps=2, eval_fraction=0.0,
+                rank=4, alpha=8, trainer=trainer, loss="chunked" if trainer == "trl" else "standard")
+    run_dir = tmp_path / "run"
+    render.render(plan, models.resolve(str(tiny_model)), run_dir, str(tiny_model), str(dataset("alpaca", 16)), "alpaca",
+                  command="pytest")
+    finished = list(process.run(run_dir))[-1]
+    assert finished.state == "failed" and finished.diagnosis.failure_id == "no-targets", finished
+    assert "--seq-len" in " ".join(finished.diagnosis.advice)
+    assert not (run_dir / "checkpoints").exists() or not any((run_dir / "checkpoints").iterdir())
