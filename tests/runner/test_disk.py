@@ -49,7 +49,7 @@ def test_a_small_disk_keeps_fewer_checkpoints_or_refuses_with_the_figures():
 def _rendered(tmp_path, tiny_model, dataset, run_dir, **plan):
     spec = models.resolve(str(tiny_model))
     data = dataset("alpaca", 60)
-    p = Plan(model=str(tiny_model), method="lora", batch=2, seq_len=64, precision="fp32", eval_fraction=0.0, rank=4,
+    p = Plan(model=str(tiny_model), method="lora", batch=2, seq_len=160, precision="fp32", eval_fraction=0.0, rank=4,
              alpha=8, **plan)
     render.render(p, spec, run_dir, str(tiny_model), str(data), "alpaca", command="pytest")
     return run_dir

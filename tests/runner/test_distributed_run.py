@@ -18,7 +18,7 @@ from runner.events import Finished, Metric, Started
 pytest.importorskip("accelerate")
 
 ROOT = Path(__file__).resolve().parents[2]
-CPU_PLAN = dict(batch=2, seq_len=64, precision="fp32", learning_rate=3e-3, max_steps=3, save_steps=2,
+CPU_PLAN = dict(batch=2, seq_len=160, precision="fp32", learning_rate=3e-3, max_steps=3, save_steps=2,
                 eval_steps=100, eval_fraction=0.0, rank=4, alpha=8)
 
 

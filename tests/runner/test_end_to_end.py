@@ -15,7 +15,7 @@ from runner.events import Finished, Metric
 
 pytest.importorskip("peft")
 
-CPU_PLAN = dict(batch=4, seq_len=64, precision="fp32", learning_rate=3e-3, max_steps=4, save_steps=2,
+CPU_PLAN = dict(batch=4, seq_len=160, precision="fp32", learning_rate=3e-3, max_steps=4, save_steps=2,
                 eval_steps=2, logging_steps=1, eval_fraction=0.1, rank=4, alpha=8, virtual_tokens=4)
 
 

@@ -34,7 +34,7 @@ def _steps(run_dir):
 def _tiny_run(tmp_path, tiny_model, dataset, max_steps):
     spec = models.resolve(str(tiny_model))
     data = dataset("alpaca", 160)
-    plan = Plan(model=str(tiny_model), method="lora", batch=2, seq_len=64, precision="fp32", max_steps=max_steps,
+    plan = Plan(model=str(tiny_model), method="lora", batch=2, seq_len=160, precision="fp32", max_steps=max_steps,
                 save_steps=1000, eval_fraction=0.0, rank=4, alpha=8)
     run_dir = tmp_path / "run"
     render.render(plan, spec, run_dir, str(tiny_model), str(data), "alpaca", command="pytest")
@@ -117,7 +117,7 @@ def test_a_relative_model_path_trains_from_anywhere(tmp_path, tiny_model, datase
     shutil.copytree(tiny_model, work / "my-model")
     shutil.copy(dataset("alpaca", 40), work / "data.jsonl")
     render_cmd = _ftplan("render", "--model", "./my-model", "--data", "data.jsonl", "--method", "lora", "--batch", "2",
-                         "--seq-len", "64", "--max-steps", "1", "--precision", "fp32", "-o", "runs/first", cwd=work)
+                         "--seq-len", "160", "--max-steps", "1", "--precision", "fp32", "-o", "runs/first", cwd=work)
     out, err = render_cmd.communicate(timeout=120)
     assert render_cmd.returncode == 0, err[-2000:]
     assert f"MODEL_PATH = {str(work / 'my-model')!r}" in (work / "runs/first/train.py").read_text()

@@ -42,7 +42,7 @@ def test_fp16_full_fine_tuning_keeps_fp32_master_weights():
 def test_the_fp16_script_scales_the_loss_checkpoints_the_scaler_and_resumes(tmp_path, tiny_model, dataset, method):
     spec = models.resolve(str(tiny_model))
     data = dataset("alpaca")
-    plan = Plan(model=str(tiny_model), method=method, precision="fp16", batch=2, seq_len=64, max_steps=2, save_steps=1,
+    plan = Plan(model=str(tiny_model), method=method, precision="fp16", batch=2, seq_len=160, max_steps=2, save_steps=1,
                 learning_rate=1e-3, rank=4, alpha=8, eval_fraction=0.0, data=str(data), data_format="alpaca")
     run_dir = tmp_path / "run"
     render.render(plan, spec, run_dir, str(tiny_model), str(data), "alpaca", command="pytest")

@@ -97,7 +97,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path, tiny_model, da
     pytest.importorskip("peft")
     spec = models.resolve(str(tiny_model))
     data = dataset("alpaca", 160)
-    plan = Plan(model=str(tiny_model), method="lora", batch=2, seq_len=64, precision="fp32", max_steps=400,
+    plan = Plan(model=str(tiny_model), method="lora", batch=2, seq_len=160, precision="fp32", max_steps=400,
                 save_steps=1000, eval_fraction=0.0, rank=4, alpha=8)
     run_dir = tmp_path / "run"
     render.render(plan, spec, run_dir, str(tiny_model), str(data), "alpaca", command="pytest")
