@@ -41,13 +41,9 @@ def of(model: ModelSpec, plan: Plan | None = None) -> Evidence:
     """The evidence behind every estimate of `model` under `plan`'s program (ftplan's loop or
     TRL's trainers: each is measured on its own)."""
     trainer = plan.trainer if plan is not None else "ftplan"
-    if trainer == "trl" and plan.grad_ckpt:
-        unexplained = knowledge.table("evidence")["trl_checkpointing"]
-        return Evidence("derived", unexplained["margin"], 0.0, unexplained["detail"], unexplained["source"])
-    if plan is not None and plan.kbit_prep:
-        derived = knowledge.table("evidence")["derived"]
-        return Evidence("derived", derived["margin"], 0.0, "PEFT's prepare_model_for_kbit_training (fp32 norms, embeddings "
-                        "and head, read from PEFT's code) has not been measured", derived["source"])
+    for unmeasured in knowledge.rows("evidence", "unmeasured") if plan is not None else ():
+        if all(getattr(plan, field) == value for field, value in unmeasured["when"].items()):
+            return Evidence("derived", unmeasured["margin"], 0.0, unmeasured["detail"], unmeasured["source"])
     row = measured_row(model, trainer)
     shape = "a Llama-shaped model of that size" if model.name.startswith("generic-") else model.name
     program = "" if trainer == "ftplan" else f" under {trainer.upper()}"

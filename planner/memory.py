@@ -414,15 +414,25 @@ def trl_loss_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     time, and backward accumulates the hidden states' gradient, and the head's when it is
     trained (full fine-tuning), in fp32 before handing them back. Counted for every token
     (a bound: only target positions are projected)."""
-    t, dt = _k("trl_loss"), _k("dtype_bytes")
+    dt = _k("dtype_bytes")
     tokens = script.tokens_per_micro_step(plan)
-    tile = logits_rows(model, plan) * min(model.vocab_size, t["vocab_tile"]) * dt["bf16"]
     hidden = tokens * model.hidden_size * (dt["bf16"] + dt["fp32"] + dt["bf16"])
-    b, detail = tile + hidden, f"TRL's fused head: one {logits_rows(model, plan):,} x {min(model.vocab_size, t['vocab_tile']):,} tile + the hidden states' copy and fp32 gradient"
+    b = trl_tile_bytes(model, plan) + hidden
+    detail = (f"TRL's fused head: one {logits_rows(model, plan):,} x {_trl_vocab_tile(model):,} tile + the hidden "
+              f"states' copy and fp32 gradient")
     if plan.method == "full":
         b += model.vocab_size * model.hidden_size * dt["fp32"]
         detail += " + the head's fp32 gradient"
     return int(b), detail
+
+
+def _trl_vocab_tile(model: ModelSpec) -> int:
+    return min(model.vocab_size, _k("trl_loss")["vocab_tile"])
+
+
+def trl_tile_bytes(model: ModelSpec, plan: Plan) -> int:
+    """One tile of TRL's fused head: token_tile positions x vocab_tile entries in the compute dtype."""
+    return logits_rows(model, plan) * _trl_vocab_tile(model) * _k("dtype_bytes")["bf16"]
 
 
 def transient_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
@@ -463,7 +473,7 @@ def loss_block_bytes(model: ModelSpec, plan: Plan) -> int:
     """The largest buffer of the loss: one fp32 copy of the logits (or of one chunk); TRL's
     fused head keeps one tile in the compute dtype."""
     if script.loss_path(plan) == "trl":
-        return logits_rows(model, plan) * min(model.vocab_size, _k("trl_loss")["vocab_tile"]) * _k("dtype_bytes")["bf16"]
+        return trl_tile_bytes(model, plan)
     return logits_rows(model, plan) * model.vocab_size * _k("dtype_bytes")["fp32"]
 
 
@@ -597,8 +607,9 @@ def estimate(model: ModelSpec, plan: Plan, gpu: GpuSpec | None = None, max_micro
     validate(plan, model)
     terms, peak = _terms(model, plan)
     terms = tuple(terms)
+    kernel = script.attention(model, plan)
     assumptions = [
-        f"attention: {script.attention(model, plan)}" + ("" if script.attention(model, plan) == "eager" else " (no stored score matrix)"),
+        f"attention: {kernel}" + ("" if kernel == "eager" else " (no stored score matrix)"),
         "adapters in fp32 (PEFT default), compute under bf16 autocast" if plan.is_peft else
         f"full fine-tuning, {plan.precision} weights",
         "peak of a steady-state step (optimizer states allocated)",

@@ -236,6 +236,7 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
         raise RenderError(f"a {plan.task} script reads {' or '.join(CONCRETE_FORMATS[plan.task])} rows, not {data_format!r}; "
                           f"give --data-format")
     decided = script.decide(model, plan)
+    scaler_arg = ", scaler" if plan.precision == "fp16" else ""  # fp16 scripts save and load the loss scaler
     est_lines, est_total, est_gpu = [], "not estimated (no GPU given)", "-"
     if estimate is not None:
         est_total = f"{estimate.total_bytes / 2**30:.2f} GiB"
@@ -254,8 +255,8 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
         loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"], discopop_tau=knowledge.table("trl")["discopop_tau"]["value"],
         packs=script.packs(plan), checkpoint_bytes=disk.checkpoint_bytes(model, plan), final_bytes=disk.final_model_bytes(model, plan), signal_grace_s=knowledge.table("distributed")["slurm"]["signal_grace_s"],
         max_requeues=knowledge.table("distributed")["slurm"]["max_requeues"],
-        half="float16" if plan.precision == "fp16" else "bfloat16", scaler_arg=", scaler" if plan.precision == "fp16" else "",
-        checkpoint_args=(", accelerator" if plan.distributed else "") + (", scaler" if plan.precision == "fp16" else ""),
+        half="float16" if plan.precision == "fp16" else "bfloat16", scaler_arg=scaler_arg,
+        checkpoint_args=(", accelerator" if plan.distributed else "") + scaler_arg,
         checkpoint_glob=script.checkpoint_glob(plan),
         sft=plan.task == "sft", dpo=plan.task == "dpo", chat=data_format in CHAT_FORMATS, trl=plan.trainer == "trl",
         # rows not rendered by a chat template start as the tokenizer starts a prompt (BOS for most)

@@ -41,9 +41,11 @@ def run(args) -> int:
         plan = A.plan_from_args(args, model_early)
         plan = plan.with_(**{k: getattr(args, k) for k in ("learning_rate", "epochs") if getattr(args, k) is not None},
                           max_steps=args.max_steps, seed=args.seed, eval_fraction=args.eval_fraction,
-                          save_steps=args.save_steps, **({"keep_checkpoints": args.keep_checkpoints} if args.keep_checkpoints else {}), logging_steps=args.logging_steps, report_to=args.report_to,
+                          save_steps=args.save_steps, logging_steps=args.logging_steps, report_to=args.report_to,
                           run_name=args.run_name, packing=args.packing,
                           packing_attends_across=args.packing_attends_across, data=args.data or "")
+        if args.keep_checkpoints:
+            plan = plan.with_(keep_checkpoints=args.keep_checkpoints)
         model_path = args.model_path or workflow.default_model_path(model_early, args.model)
         data_path = args.data
     if not data_path:

@@ -82,7 +82,7 @@ def test_median_error_within_3_percent():
 
 def known_miss(run) -> bool:
     """A run its evidence line reports as a miss, with the margin that covers it
-    (knowledge/evidence.toml [trl_checkpointing]; tests/planner/test_evidence.py holds it)."""
+    (knowledge/evidence.toml [[unmeasured]]; tests/planner/test_evidence.py holds it)."""
     plan = Plan(**run["plan"])
     return plan.trainer == "trl" and plan.grad_ckpt
 
