@@ -298,3 +298,50 @@ PLAIN_LOOP_H200 = [dict(_PLAIN, **c) for c in (
     dict(model="Llama-3.1-8B", method="qlora", batch=2, seq_len=2048, kbit_prep=True, grad_ckpt=True),
     dict(model="Llama-3.1-8B", method="lora", batch=2, seq_len=2048, grad_ckpt=True),
 )]
+
+# 2026-12-02, H200, several runs sharing the GPU (bench/memory.py --parallel: each run measured
+# by the memory NVML reports for its own process; no speed): the rest of TRL's matrix, five
+# families, SFT and DPO, LoRA, QLoRA and full, with checkpointing on four families.
+TRL_H200_3 = [dict(_TRL, **c) for c in (
+    dict(model="Qwen3-0.6B", method="lora", batch=8, seq_len=1024),
+    dict(model="Qwen3-0.6B", method="qlora", task="dpo", batch=4, seq_len=1024),
+    dict(model="Gemma-3-1B", method="full", batch=4, seq_len=1024),
+    dict(model="Gemma-3-1B", method="lora", task="dpo", batch=2, seq_len=1024),
+    dict(model="Pythia-1B", method="full", batch=4, seq_len=2048),
+    dict(model="Pythia-1B", method="qlora", batch=4, seq_len=2048),
+    dict(model="Phi-3-mini-4k", method="qlora", batch=2, seq_len=2048),
+    dict(model="Phi-3-mini-4k", method="lora", task="dpo", batch=1, seq_len=1024),
+    dict(model="Qwen2.5-0.5B", method="full", task="dpo", batch=2, seq_len=1024),
+    dict(model="Qwen2.5-1.5B", method="lora", batch=4, seq_len=2048, packing=False),
+    dict(model="Llama-3.2-1B", method="qlora", task="dpo", batch=4, seq_len=1024),
+    dict(model="Llama-3.2-3B", method="full", task="dpo", batch=2, seq_len=1024),
+    dict(model="Llama-3.1-8B", method="qlora", batch=2, seq_len=2048),
+    dict(model="Llama-3.2-1B", method="lora", batch=8, seq_len=2048, grad_ckpt=True),
+    dict(model="Qwen3-0.6B", method="full", batch=8, seq_len=2048, grad_ckpt=True),
+    dict(model="Gemma-3-1B", method="lora", batch=4, seq_len=2048, grad_ckpt=True),
+    dict(model="Pythia-1B", method="lora", batch=4, seq_len=2048, grad_ckpt=True, compile=False),
+    dict(model="Qwen2.5-0.5B", method="lora", batch=8, seq_len=2048, grad_ckpt=True, compile=False),
+)]
+# the first, alone, checks that a run's own NVML memory is the device's (bench/memory.py)
+SHARED_H200_1 = PLAIN_LOOP_H200[:1] + TRL_H200_3 + PLAIN_LOOP_H200[1:]
+
+# 2026-12-02, H200, second call: the side-by-side plans alone (speed), then sharing the GPU: the
+# plain loop's last five plans; TRL's LoRA runs with checkpointing traced (bench/allocator.py);
+# a second Falcon plan; and architectures outside the catalog that the code derives, written
+# from their published configs with fewer layers or a narrower width: Qwen3's and Qwen1.5's
+# mixtures of experts (the latter with a shared expert) and GLM-4's fused gate_up MLP.
+_CFG = "bench/configs/"
+SHARED_H200_2 = [dict(c, alone=True) for c in SIDE_BY_SIDE_8B] + [
+    dict(_TRL, model="Qwen2.5-0.5B", method="lora", batch=8, seq_len=2048, grad_ckpt=True, trace=True, label="trl:ckpt-traced"),
+    dict(_TRL, model="Llama-3.2-1B", method="lora", batch=8, seq_len=2048, grad_ckpt=True, compile=False, trace=True,
+         label="trl:ckpt-eager-traced"),
+    dict(model="Llama-3.2-1B", method="lora", batch=8, seq_len=2048, grad_ckpt=True, loss="chunked", gpu="H200",
+         trace=True, label="ftplan:ckpt-chunked-traced"),
+    *PLAIN_LOOP_H200[5:],
+    dict(model="Falcon-7B", method="lora", batch=1, seq_len=2048, gpu="H200"),
+    dict(model=_CFG + "qwen3-moe-4b", method="lora", batch=4, seq_len=2048, gpu="H200"),
+    dict(model=_CFG + "qwen3-moe-4b", method="qlora", batch=4, seq_len=2048, gpu="H200"),
+    dict(model=_CFG + "qwen2-moe-3b", method="lora", batch=4, seq_len=2048, gpu="H200"),
+    dict(model=_CFG + "glm4-1b", method="lora", batch=4, seq_len=2048, gpu="H200"),
+    dict(model=_CFG + "glm4-1b", method="full", batch=4, seq_len=2048, grad_ckpt=True, gpu="H200"),
+]

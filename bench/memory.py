@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from planner import models, render  # noqa: E402
+from planner import memory, models, render  # noqa: E402
 from planner.plan import Plan  # noqa: E402
 
 WORK = Path(os.environ.get("BENCH_WORK", Path(__file__).resolve().parent.parent / ".bench"))
@@ -63,6 +63,7 @@ class NvmlPeak:
         self.peaks = list(self.baselines)  # every GPU: multi-GPU runs report each one's peak
         self.pid = None
         self.host_peak = 0
+        self.process_peaks: dict[int, int] = {}  # NVML's pid -> the most that process held
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -70,9 +71,21 @@ class NvmlPeak:
         while not self._stop.is_set():
             for i, h in enumerate(self.handles):
                 self.peaks[i] = max(self.peaks[i], self.nvml.nvmlDeviceGetMemoryInfo(h).used)
+            for pid, used in self.processes().items():
+                self.process_peaks[pid] = max(self.process_peaks.get(pid, 0), used)
             if self.pid is not None:
                 self.host_peak = max(self.host_peak, tree_rss(self.pid))
             time.sleep(0.01)
+
+    def processes(self) -> dict[int, int]:
+        """GPU 0's processes and the memory each holds, as NVML sees them (its pids are the
+        host's, which in a container are not ours: a run is matched to the pid that appears
+        after its launch). Empty where the driver does not report it."""
+        try:
+            procs = self.nvml.nvmlDeviceGetComputeRunningProcesses(self.handles[0])
+        except self.nvml.NVMLError:
+            return {}
+        return {p.pid: p.usedGpuMemory for p in procs if isinstance(p.usedGpuMemory, int)}
 
     @property
     def peak(self) -> int:
@@ -165,21 +178,94 @@ def synthetic_rows(task: str, fmt: str, seq_len: int, n: int, lengths: str = "fu
     return rows
 
 
-def run_one(case: dict, steps: int, vers: dict, warmup: int = 1, trace: bool = False, events_dir: str | None = None) -> dict:
+class Concurrent:
+    """Runs several plans on one GPU at once, each measured by what NVML says its own process
+    held (the device total counts the others). Where NVML's pids are not this machine's (a
+    container), launches go one at a time, so the pid that appears after a launch is that
+    run's. A run starts only while the estimates of those running, with its own, stay under
+    `cap_bytes`. Speed is not measured: the runs share the GPU."""
+
+    def __init__(self, nv: NvmlPeak, cap_bytes: int):
+        self.nv, self.cap = nv, cap_bytes
+        self.launching = threading.Lock()
+        self.room = threading.Condition()
+        self.running_bytes = 0
+        self.claimed: set[int] = set()
+        probe = subprocess.Popen([sys.executable, "-c", "import time, torch; torch.zeros(1, device='cuda'); time.sleep(3)"])
+        deadline = time.time() + 60
+        while probe.poll() is None and probe.pid not in self.nv.processes() and time.time() < deadline:
+            time.sleep(0.05)
+        self.same_pids = probe.pid in self.nv.processes()
+        probe.wait()
+        print(f"NVML's pids are {'' if self.same_pids else 'not '}this machine's", flush=True)
+
+    def admit(self, need: int) -> None:
+        with self.room:
+            self.room.wait_for(lambda: self.running_bytes == 0 or self.running_bytes + need <= self.cap)
+            self.running_bytes += need
+
+    def release(self, need: int) -> None:
+        with self.room:
+            self.running_bytes -= need
+            self.room.notify_all()
+
+    def launch(self, argv: list[str], env: dict) -> tuple[subprocess.Popen, int | None]:
+        """Start the run; without shared pids, wait until its CUDA context appears in NVML."""
+        if self.same_pids:
+            return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env), None
+        with self.launching:
+            before = set(self.nv.processes()) | self.claimed
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            deadline = time.time() + 300
+            while proc.poll() is None and time.time() < deadline:
+                new = set(self.nv.processes()) - before
+                if new:
+                    pid = min(new)
+                    self.claimed.add(pid)
+                    return proc, pid
+                time.sleep(0.05)
+            return proc, None
+
+    def peak(self, pids: set[int], pid: int | None) -> int | None:
+        """The most the run's processes held at once (one CUDA process a run on one GPU)."""
+        if self.same_pids:
+            return sum(self.nv.process_peaks.get(p, 0) for p in pids) or None
+        return self.nv.process_peaks.get(pid) if pid is not None else None
+
+
+def process_tree_peak(pid: int, stop: threading.Event, out: list[int], pids: set[int]) -> None:
+    """Host memory of a run's process tree, and every pid it had."""
+    import psutil
+
+    while not stop.is_set():
+        out[0] = max(out[0], tree_rss(pid))
+        try:
+            pids.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(0.05)
+
+
+def run_one(case: dict, steps: int, vers: dict, warmup: int = 1, trace: bool = False, events_dir: str | None = None,
+            shared: Concurrent | None = None) -> dict:
     """Render, run and measure one plan. The first `warmup` steps are not timed: they pay for
     kernel selection and, with COMPILE, for compilation. With `trace`, the allocator's history
     is recorded in the run (bench/allocator.py) and summarized into the result; with
-    `events_dir` too, its large-pool history is kept there, one gzipped file per run."""
+    `events_dir` too, its large-pool history is kept there, one gzipped file per run. With
+    `shared`, the run shares the GPU with others (Concurrent)."""
     name = case.pop("model")
+    trace = case.pop("trace", trace)
+    case.pop("alone", None)
     fmt = case.pop("format", "alpaca")
     label = case.pop("label", "")
     lengths = case.pop("lengths", "full")
-    model_dir = build_model(name, case.pop("checkpoint", "bf16"))
+    with _building:  # one checkpoint written at a time, each once
+        model_dir = build_model(name, case.pop("checkpoint", "bf16"))
     plan = Plan(model=name, max_steps=steps, save_final=False, eval_fraction=0.0, logging_steps=1,
                 save_steps=10_000, gpu=case.pop("gpu", "H100-SXM"), **case)
-    tag = f"{name}-{plan.method}-{plan.task}-b{plan.batch}-s{plan.seq_len}-{int(time.time() * 1000) % 100000}"
+    tag = f"{name}-{plan.method}-{plan.task}-b{plan.batch}-s{plan.seq_len}-{int(time.time() * 1000) % 100000}-{threading.get_ident() % 1000}"
     run_dir = WORK / "runs" / tag
-    data_path = WORK / "data" / f"{plan.task}-{fmt}-{plan.seq_len}-{lengths}.jsonl"
+    data_path = WORK / "data" / f"{tag.replace('/', '-')}.jsonl"
     data_path.parent.mkdir(parents=True, exist_ok=True)
     rows_needed = max(64, plan.batch * plan.grad_accum * (steps + 2) * (1 if plan.task == "dpo" else 1))
     data_path.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rows(plan.task, fmt, plan.seq_len, rows_needed * (8 if lengths == "varied" else 1), lengths)))
@@ -195,39 +281,68 @@ def run_one(case: dict, steps: int, vers: dict, warmup: int = 1, trace: bool = F
         if events_dir:
             Path(events_dir).mkdir(parents=True, exist_ok=True)
             env["FTPLAN_MEMTRACE_EVENTS"] = str(Path(events_dir) / (re.sub(r"[^\w.-]", "-", label or tag) + ".json.gz"))
+    argv = ["bash", str(run_dir / "launch.sh")]
     t0 = time.time()
-    with NvmlPeak() as nv:
-        proc = subprocess.Popen(["bash", str(run_dir / "launch.sh")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=env)
-        nv.pid = proc.pid
-        stdout, stderr = proc.communicate()
-        proc.stdout, proc.stderr = stdout, stderr
-    events = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+    if shared is None:
+        with NvmlPeak() as nv:
+            before = set(nv.processes())
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            nv.pid = proc.pid
+            stdout, stderr = proc.communicate()
+        gpu = {"measured_nvml_peak_bytes": nv.peak - nv.baseline, "nvml_baseline_bytes": nv.baseline,
+               "measured_nvml_peak_bytes_per_gpu": nv.per_gpu_peaks()[: plan.gpus],
+               "measured_nvml_process_peak_bytes": sum(v for k, v in nv.process_peaks.items() if k not in before) or None}
+        host_peak = nv.host_peak
+    else:
+        need = memory.total_bytes(spec, plan)
+        shared.admit(need)
+        try:
+            proc, pid = shared.launch(argv, env)
+            stop, host, pids = threading.Event(), [0], {proc.pid}
+            watcher = threading.Thread(target=process_tree_peak, args=(proc.pid, stop, host, pids), daemon=True)
+            watcher.start()
+            stdout, stderr = proc.communicate()
+            stop.set()
+            watcher.join()
+        finally:
+            shared.release(need)
+        process_peak = shared.peak(pids, pid)
+        gpu = {"measured_nvml_peak_bytes": process_peak, "nvml_scope": "process", "concurrent": True,
+               "measured_nvml_process_peak_bytes": process_peak}
+        host_peak = host[0]
+    events = [json.loads(l) for l in stdout.splitlines() if l.startswith("{")]
     step_events = [e for e in events if e.get("event") == "step"]
     finished = next((e for e in events if e.get("event") == "finished"), {})
-    oom = proc.returncode != 0 and ("out of memory" in proc.stderr.lower() or "OutOfMemoryError" in proc.stderr)
+    oom = proc.returncode != 0 and ("out of memory" in stderr.lower() or "OutOfMemoryError" in stderr)
     timed = step_events[warmup:] or step_events
+    tokens_per_s = statistics.median(e["tokens_per_s"] for e in timed) if timed else None
+    step_s = statistics.median(e["step_s"] for e in timed) if timed else None
     result = {
         "label": label, "plan": plan.as_dict(), "model": name, "format": fmt, "exit_code": proc.returncode, "oom": oom,
-        "measured_nvml_peak_bytes": nv.peak - nv.baseline, "nvml_baseline_bytes": nv.baseline,
+        **gpu,
         "measured_reserved_peak_bytes": finished.get("peak_reserved_bytes"),
         "measured_alloc_peak_bytes": finished.get("peak_alloc_bytes"),
-        "measured_host_rss_peak_bytes": nv.host_peak,
-        "measured_nvml_peak_bytes_per_gpu": nv.per_gpu_peaks()[: plan.gpus],
-        "tokens_per_s": statistics.median(e["tokens_per_s"] for e in timed) if timed else None,
-        "step_s": statistics.median(e["step_s"] for e in timed) if timed else None,
+        "measured_host_rss_peak_bytes": host_peak,
+        # a run sharing the GPU has no speed of its own
+        "tokens_per_s": None if shared else tokens_per_s, "step_s": None if shared else step_s,
         "steps": len(step_events), "wall_s": round(time.time() - t0, 1), "versions": vers,
     }
+    if shared:
+        result["tokens_per_s_shared_gpu"] = tokens_per_s
     if lengths != "full":
         result["lengths"] = lengths
     if trace:
         result["allocator"] = json.loads(trace_path.read_text()) if trace_path.exists() else {"error": "no trace written"}
     if proc.returncode != 0 and not oom:
-        result["stderr_tail"] = proc.stderr[-1500:]
+        result["stderr_tail"] = stderr[-1500:]
         # torchrun's own report hides the worker's exception above it: keep the error lines
-        result["stderr_errors"] = [l for l in proc.stderr.splitlines() if "Error" in l or "error:" in l][-15:]
+        result["stderr_errors"] = [l for l in stderr.splitlines() if "Error" in l or "error:" in l][-15:]
     shutil.rmtree(run_dir, ignore_errors=True)
+    data_path.unlink(missing_ok=True)
     return result
+
+
+_building = threading.Lock()
 
 
 def load_matrix(ref: str) -> list[dict]:
@@ -247,24 +362,67 @@ def main() -> None:
     ap.add_argument("--trace", action="store_true", help="record the allocator's history (bench/allocator.py)")
     ap.add_argument("--events-dir", help="with --trace: keep each run's large-pool allocator history here")
     ap.add_argument("--budget-s", type=float, default=540, help="stop starting runs after this many seconds")
+    ap.add_argument("--parallel", type=int, default=1,
+                    help="runs sharing the GPU at once, for memory only (each measured by its own process)")
+    ap.add_argument("--cap-gib", type=float, default=100, help="with --parallel: the estimates of runs at once stay under this")
     args = ap.parse_args()
     t0 = time.time()
     vers = versions()
     cases = load_matrix(args.matrix)
-    with open(args.out, "a") as out:
-        for i, case in enumerate(cases):
-            if time.time() - t0 > args.budget_s:
-                print(f"budget reached: {len(cases) - i} runs not started", flush=True)
-                break
-            label = json.dumps(case)
-            try:
-                r = run_one(case, args.steps, vers, args.warmup, args.trace, args.events_dir)
-            except Exception as e:  # a harness failure is recorded, the matrix goes on
-                r = {"case": label, "harness_error": repr(e)[:500]}
+    lock = threading.Lock()
+
+    def record(case: dict, shared: Concurrent | None = None) -> dict:
+        label = json.dumps(case)
+        try:
+            r = run_one(case, args.steps, vers, args.warmup, args.trace, args.events_dir, shared)
+        except Exception as e:  # a harness failure is recorded, the matrix goes on
+            r = {"case": label, "harness_error": repr(e)[:500]}
+        with lock:
             out.write(json.dumps(r) + "\n")
             out.flush()
-            print(f"[{time.time() - t0:5.0f}s] {label} -> {r.get('step_s')} s/step, nvml {r.get('measured_nvml_peak_bytes', 0) / 2**30:.2f} GiB, "
-                  f"oom {r.get('oom')}, exit {r.get('exit_code')}, {r.get('tokens_per_s')} tok/s", flush=True)
+            print(f"[{time.time() - t0:5.0f}s] {label} -> {r.get('step_s')} s/step, nvml {(r.get('measured_nvml_peak_bytes') or 0) / 2**30:.2f} GiB "
+                  f"(process {(r.get('measured_nvml_process_peak_bytes') or 0) / 2**30:.2f}), oom {r.get('oom')}, "
+                  f"exit {r.get('exit_code')}, {r.get('tokens_per_s') or r.get('tokens_per_s_shared_gpu')} tok/s", flush=True)
+        return r
+
+    with open(args.out, "a") as out:
+        # runs marked `alone` (speed) go first, one at a time; then the first of the rest alone
+        # too: its device-wide and per-process peaks show they agree, and whether this driver
+        # reports per-process memory at all
+        for case in [c for c in cases if c.get("alone")]:
+            record(case)
+        queue = [c for c in cases if not c.get("alone")]
+        first = record(queue.pop(0)) if queue else {}
+        if args.parallel > 1 and queue and not first.get("measured_nvml_process_peak_bytes"):
+            print("NVML reports no per-process memory here: the runs go one at a time", flush=True)
+            args.parallel = 1
+        if args.parallel == 1:
+            for i, case in enumerate(queue):
+                if time.time() - t0 > args.budget_s:
+                    print(f"budget reached: {len(queue) - i} runs not started", flush=True)
+                    break
+                record(case)
+            return
+        with NvmlPeak() as nv:
+            shared = Concurrent(nv, int(args.cap_gib * 2**30))
+
+            def worker():
+                while True:
+                    with lock:
+                        if not queue:
+                            return
+                        if time.time() - t0 > args.budget_s:
+                            print(f"budget reached: {len(queue)} runs not started", flush=True)
+                            queue.clear()
+                            return
+                        case = queue.pop(0)
+                    record(case, shared)
+
+            workers = [threading.Thread(target=worker) for _ in range(args.parallel)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ def of(model: ModelSpec, plan: Plan | None = None) -> Evidence:
     TRL's trainers: each is measured on its own)."""
     trainer = plan.trainer if plan is not None else "ftplan"
     for unmeasured in knowledge.rows("evidence", "unmeasured") if plan is not None else ():
-        if all(getattr(plan, field) == value for field, value in unmeasured["when"].items()):
+        if all(getattr(plan, field) in (value if isinstance(value, list) else [value])
+               for field, value in unmeasured["when"].items()):
             return Evidence("derived", unmeasured["margin"], 0.0, unmeasured["detail"], unmeasured["source"])
     row = measured_row(model, trainer)
     shape = "a Llama-shaped model of that size" if model.name.startswith("generic-") else model.name
