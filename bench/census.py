@@ -49,7 +49,9 @@ def _model(spec: models.ModelSpec, plan: Plan):
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16 if plan.precision == "bf16" else torch.float32)
     model.config.use_cache = False
-    if plan.method in ("lora", "dora"):
+    if plan.method == "qlora":
+        model = _quantized(model, plan)
+    if plan.method in ("lora", "dora", "qlora"):
         from peft import LoraConfig, get_peft_model
 
         model = get_peft_model(model, LoraConfig(r=plan.rank, lora_alpha=plan.alpha, lora_dropout=plan.dropout,
@@ -69,6 +71,29 @@ def _model(spec: models.ModelSpec, plan: Plan):
                                                 feedforward_modules=list(table.get("ia3_feedforward", ())),
                                                 task_type="CAUSAL_LM"))
     model.train()
+    return model
+
+
+def _quantized(model, plan: Plan):
+    """The same weights loaded in NF4 as the scripts load them (bitsandbytes runs 4-bit layers
+    on the CPU too), with PEFT's prepare_model_for_kbit_training where the plan asks for it."""
+    import tempfile
+
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    with tempfile.TemporaryDirectory() as d:
+        model.save_pretrained(d)
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                   bnb_4bit_compute_dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_pretrained(d, quantization_config=quant, dtype=torch.bfloat16,
+                                                     device_map=str(torch.get_default_device()),
+                                                     attn_implementation=model.config._attn_implementation)
+    model.config.use_cache = False
+    if plan.kbit_prep:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return model
 
 

@@ -37,12 +37,17 @@ def measured_row(model: ModelSpec, trainer: str = "ftplan") -> dict | None:
     return None
 
 
+def _setting(model: ModelSpec, plan: Plan, field: str):
+    """A plan's field, or the model's (its layout: `mlp`, `norm`) where the plan has none."""
+    return getattr(plan, field) if hasattr(plan, field) else getattr(model, field)
+
+
 def of(model: ModelSpec, plan: Plan | None = None) -> Evidence:
     """The evidence behind every estimate of `model` under `plan`'s program (ftplan's loop or
     TRL's trainers: each is measured on its own)."""
     trainer = plan.trainer if plan is not None else "ftplan"
     for unmeasured in knowledge.rows("evidence", "unmeasured") if plan is not None else ():
-        if all(getattr(plan, field) in (value if isinstance(value, list) else [value])
+        if all(_setting(model, plan, field) in (value if isinstance(value, list) else [value])
                for field, value in unmeasured["when"].items()):
             return Evidence("derived", unmeasured["margin"], 0.0, unmeasured["detail"], unmeasured["source"])
     row = measured_row(model, trainer)

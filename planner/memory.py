@@ -330,11 +330,37 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
         if plan.method == "dora":
             per += a["dora_per_out_width"] * fan_out
         b += per * copies
-    return int(b)
+    return int(b + kbit_prep_bytes_per_token(model, plan))
+
+
+def kbit_prep_bytes_per_token(model: ModelSpec, plan: Plan) -> float:
+    """What PEFT's prepare_model_for_kbit_training adds to one layer's saved tensors per token.
+    It casts the embeddings and norms to fp32 (peft utils/other.py), so the residual stream
+    and the norms' outputs are fp32; bitsandbytes' Linear4bit computes in bf16 and hands its
+    output back in its input's dtype (bitsandbytes nn/modules.py), so the MLP's projections
+    and activation come out fp32, and sdpa's autocast makes bf16 copies of q, k and v. A
+    fused qkv output (Phi-3) is fp32 then, so sdpa keeps only its bf16 copy of v, no longer
+    a view of the whole output. Measured by the census (bench/census.py, QLoRA on the CPU's
+    bitsandbytes; tests/planner/test_activation_census.py) and on the H200
+    (bench/results/shared-h200-1.jsonl)."""
+    if not plan.kbit_prep:
+        return 0.0
+    a = _k("activations")
+    inter = model.moe_intermediate_size * model.experts_per_token + model.shared_intermediate_size if model.is_moe \
+        else model.intermediate_size
+    b = a["kbit_prep_fp32_mlp_per_intermediate"] * inter
+    if model.modules_table().get("fused_qkv_view") and plan.method != "full":
+        b -= a["attention_qkv_out"] * (model.q_width + model.kv_width)  # sdpa's v is its own copy, not a view of the output
+    else:
+        b += a["kbit_prep_attention_cast_per_hidden"] * model.hidden_size
+    return b
 
 
 def checkpoint_kept_bytes(model: ModelSpec, plan: Plan) -> int:
-    return int(_k("activations")["checkpoint_per_hidden"] * model.hidden_size * script.tokens_per_micro_step(plan) * model.num_layers)
+    """Each layer's input, kept by its checkpoint: bf16, or fp32 where --kbit-prep made the
+    residual stream fp32 (kbit_prep_bytes_per_token)."""
+    per_hidden = _k("activations")["checkpoint_per_hidden"] * (2 if plan.kbit_prep else 1)
+    return int(per_hidden * model.hidden_size * script.tokens_per_micro_step(plan) * model.num_layers)
 
 
 def activation_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:

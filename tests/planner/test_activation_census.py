@@ -19,6 +19,9 @@ CASES = [
     ("Gemma-2-2B", "lora"),  # eager attention: the S x S terms
     ("Mistral-7B-v0.3", "lora"),
     ("Phi-3-mini-4k", "lora"), ("Phi-3-mini-4k", "ia3"),
+    # QLoRA on the CPU's bitsandbytes, and with PEFT's prepare_model_for_kbit_training (--kbit-prep)
+    ("Llama-3.2-1B", "qlora"), ("Llama-3.2-1B", "qlora+kbit_prep"), ("Qwen2.5-0.5B", "qlora+kbit_prep"),
+    ("Gemma-3-1B", "qlora+kbit_prep"), ("Phi-3-mini-4k", "qlora"), ("Phi-3-mini-4k", "qlora+kbit_prep"),
     # GPT-NeoX is held by the GPU census (test_gpu_census.py): its LayerNorms run in fp32
     # under CUDA autocast only, and the CPU's sdpa hands back an output o_proj can share.
 ]
@@ -27,7 +30,11 @@ CASES = [
 @pytest.mark.parametrize("name,method", CASES)
 def test_formula_matches_saved_tensor_census(name, method):
     spec = models.resolve(name)
-    plan = Plan(model=name, method=method, seq_len=census.TOKENS[0][1], compile=False)  # the census counts eager autograd
+    method, _, prep = method.partition("+")
+    if method == "qlora":
+        pytest.importorskip("bitsandbytes")
+    plan = Plan(model=name, method=method, seq_len=census.TOKENS[0][1], compile=False,  # the census counts eager autograd
+                kbit_prep=prep == "kbit_prep")
     measured = census.per_layer_per_token(spec, plan)
     formula = memory.layer_activation_bytes_per_token(census.small_spec(spec, 3), plan)
     assert formula == pytest.approx(measured, rel=0.015)
