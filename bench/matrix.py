@@ -345,3 +345,12 @@ SHARED_H200_2 = [dict(c, alone=True) for c in SIDE_BY_SIDE_8B] + [
     dict(model=_CFG + "glm4-1b", method="lora", batch=4, seq_len=2048, gpu="H200"),
     dict(model=_CFG + "glm4-1b", method="full", batch=4, seq_len=2048, grad_ckpt=True, gpu="H200"),
 ]
+# What SHARED_H200_2's call left unstarted (its alone runs were queued again, and the call fell
+# back to one run at a time), with held-out TRL adapter runs with checkpointing (the recomputed
+# layer's backward, planner/memory.py layer_backward_bytes, was read from the runs above).
+SHARED_H200_3 = [c for c in SHARED_H200_2 if not c.get("alone") and not c.get("trace")] + [
+    dict(_TRL, model="Phi-3-mini-4k", method="lora", batch=2, seq_len=2048, grad_ckpt=True, label="trl:ckpt-held-out"),
+    dict(_TRL, model="Qwen3-0.6B", method="lora", batch=8, seq_len=2048, grad_ckpt=True, compile=False,
+         label="trl:ckpt-held-out"),
+    dict(_TRL, model="Gemma-3-1B", method="qlora", batch=4, seq_len=2048, grad_ckpt=True, label="trl:ckpt-held-out"),
+]

@@ -389,9 +389,9 @@ def main() -> None:
         # runs marked `alone` (speed) go first, one at a time; then the first of the rest alone
         # too: its device-wide and per-process peaks show they agree, and whether this driver
         # reports per-process memory at all
+        queue = [c for c in cases if not c.get("alone")]  # split first: a run pops its case's keys
         for case in [c for c in cases if c.get("alone")]:
             record(case)
-        queue = [c for c in cases if not c.get("alone")]
         first = record(queue.pop(0)) if queue else {}
         if args.parallel > 1 and queue and not first.get("measured_nvml_process_peak_bytes"):
             print("NVML reports no per-process memory here: the runs go one at a time", flush=True)

@@ -385,8 +385,27 @@ def recomputed_layer_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     if not plan.grad_ckpt:
         return 0, "no checkpointing"
     per_layer = layer_activation_bytes_per_token(model, plan) * script.tokens_per_micro_step(plan)
-    return checkpoint_kept_bytes(model, plan) + per_layer, \
-        f"layer inputs + one layer recomputed ({per_layer / 2**20:,.0f} MiB)"
+    backward = layer_backward_bytes(model, plan)
+    return checkpoint_kept_bytes(model, plan) + per_layer + backward, \
+        f"layer inputs + one layer recomputed ({per_layer / 2**20:,.0f} MiB) and its backward's gradients ({backward / 2**20:,.0f} MiB)"
+
+
+def layer_backward_bytes(model: ModelSpec, plan: Plan) -> int:
+    """The gradients one layer's backward holds beside its saved tensors: the MLP's, of
+    intermediate width (the down projection's input, the activation's, gate's and up's
+    gradients, bf16), alive together at the backward's peak. The allocator history of a
+    checkpointed run (bench/results/shared-h200-2.jsonl, `trl:ckpt-traced`) shows six of them
+    beside the two the forward saved when compiled; the eager runs hold fewer
+    (knowledge/memory.toml, fitted to the five TRL runs in shared-h200-1.jsonl, where the
+    recomputed layer is the peak). Full fine-tuning frees each linear's saved input as its
+    weight gradient is made, and its checkpointed TRL run is within 2% without this term."""
+    if plan.method == "full":
+        return 0
+    a = _k("activations")
+    inter = model.moe_intermediate_size * model.experts_per_token + model.shared_intermediate_size if model.is_moe \
+        else model.intermediate_size
+    per = a["compiled_backward_per_intermediate"] if script.compiles(plan) else a["backward_per_intermediate"]
+    return int(per * inter * script.tokens_per_micro_step(plan))
 
 
 def logits_rows(model: ModelSpec, plan: Plan) -> int:

@@ -112,20 +112,26 @@ def test_derived_families_measured_on_a_gpu_fall_within_their_stated_margin_with
     assert derived >= 4 and {models.resolve(Plan(**r["plan"]).model).family for r in runs} >= {"falcon", "mixtral"}
 
 
-def test_trl_with_checkpointing_carries_a_margin_that_covers_its_measured_runs():
-    """TRL's adapter runs with checkpointing peaked above their formulas by more than the
-    derived margin: their evidence says so, and the margin it carries covers each run."""
+def test_trl_with_checkpointing_counts_the_recomputed_layers_backward():
+    """With TRL's fused head the peak of a checkpointed adapter run is the recomputed layer's
+    backward: its gradients are counted (layer_backward_bytes), which holds every such run
+    within 8% (each was 8-19% above the estimate without it); the plans stay derived, their
+    evidence says why, and the margin keeps the verdict."""
     runs = [r for _, r in committed_runs() if r["plan"].get("trainer") == "trl" and r["plan"]["grad_ckpt"]
-            and r["plan"]["method"] != "full"]
-    assert len(runs) >= 5
+            and r["plan"]["method"] != "full" and r.get("lengths", "full") == "full"]
+    assert len(runs) >= 6
     for r in runs:
         plan = Plan(**r["plan"])
         spec = models.resolve(plan.model)
         ev = evidence.of(spec, plan)
-        assert ev.kind == "derived" and ev.margin >= 0.2 and "checkpointing" in ev.detail
-        assert memory.total_bytes(spec, plan) >= r["measured_nvml_peak_bytes"]  # with the margin, the verdict holds
+        assert ev.kind == "derived" and "checkpointing" in ev.detail
+        est = memory.estimate(spec, plan)
+        raw = est.total_bytes - est.term_bytes()["evidence_margin"]
+        assert abs(raw - r["measured_nvml_peak_bytes"]) / r["measured_nvml_peak_bytes"] <= 0.08
+        assert memory.layer_backward_bytes(spec, plan) > 0 and est.total_bytes >= r["measured_nvml_peak_bytes"]
+    full = Plan(model="Qwen3-0.6B", method="full", grad_ckpt=True, trainer="trl", loss="chunked")
+    assert memory.layer_backward_bytes(models.resolve(full.model), full) == 0
     assert evidence.of(models.resolve("Llama-3.1-8B"), Plan(model="Llama-3.1-8B", trainer="trl", loss="chunked")).kind == "measured"
-
 
 def test_a_setting_never_measured_makes_the_estimate_derived():
     """--kbit-prep is counted and measured for the gated-MLP families; on a LayerNorm family it
