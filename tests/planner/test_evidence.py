@@ -140,6 +140,14 @@ def test_a_setting_never_measured_makes_the_estimate_derived():
     neox = models.resolve("Pythia-1B")
     prepared = evidence.of(neox, Plan(model=neox.name, method="qlora", kbit_prep=True))
     assert prepared.kind == "derived" and prepared.margin > 0 and "prepare_model_for_kbit_training" in prepared.detail
-    assert evidence.of(neox, Plan(model=neox.name, method="qlora")).kind == "measured"
     llama = models.resolve("Llama-3.1-8B")
     assert evidence.of(llama, Plan(model=llama.name, method="qlora", kbit_prep=True)).kind == "measured"
+
+
+def test_qlora_on_a_layernorm_family_is_derived_with_the_miss_it_showed():
+    neox, falcon, llama = (models.resolve(n) for n in ("Pythia-1B", "Falcon-7B", "Llama-3.2-1B"))
+    for spec in (neox, falcon):
+        ev = evidence.of(spec, Plan(model=spec.name, method="qlora"))
+        assert ev.kind == "derived" and "LayerNorm" in ev.detail and ev.margin >= 0.118
+    assert evidence.of(neox, Plan(model=neox.name, method="lora")).kind == "measured"
+    assert evidence.of(llama, Plan(model=llama.name, method="qlora")).kind == "measured"
