@@ -18,7 +18,7 @@ from planner.errors import ModelError
 # Relative agreement ftplan requires between its shape formulas and the built model.
 PARAMS_TOLERANCE = 0.01
 LORA_TOLERANCE = 0.02
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,9 @@ class Inventory:
     flex: bool                        # and FlexAttention support
     lora_params: dict[str, int] = field(default_factory=dict)  # PEFT's trainable count per target list
     versions: str = ""
+    # one layer's saved bytes per token at planner/census.py's small width, per method (lora on
+    # all linear layers, full); empty where the census was not taken
+    census: dict[str, float] = field(default_factory=dict)
 
 
 def available() -> bool:
@@ -129,6 +132,14 @@ def build(cfg: dict, path: str = "", trust_remote_code: bool = False, rank: int 
     )
     for name, targets in (("attention", attention), ("all-linear", attention + mlp)):
         inv.lora_params[name] = _lora_count(model, list(targets), rank) if targets else 0
+    if not (cfg.get("auto_map") and trust_remote_code):  # remote code is built from its files, not for_model
+        from planner import census
+
+        try:
+            for method in ("lora", "full"):
+                inv.census[method] = census.per_layer_per_token(cfg, method, list(attention + mlp))
+        except Exception:  # a layout the small width cannot express: no census (derive() decides)
+            inv.census.clear()
     return inv
 
 
@@ -179,4 +190,29 @@ def disagreement(spec, inv: Inventory, rank: int = 16) -> str:
         if abs(counted - built) > LORA_TOLERANCE * max(built, 1):
             return (f"PEFT adapts {built:,} LoRA parameters for --targets {targets} at rank {rank}, ftplan counts "
                     f"{counted:,}; its layers are not shaped as ftplan models them")
+    return ""
+
+
+ACTIVATION_TOLERANCE = 0.05
+
+
+def activation_disagreement(spec, inv: Inventory, cfg: dict) -> str:
+    """Why planner/memory.py's activation formula and the census of the model's own code
+    (Inventory.census) disagree by more than ACTIVATION_TOLERANCE on the same small model,
+    or "" when they agree."""
+    from dataclasses import replace
+
+    from planner import census, memory
+    from planner.models import spec_from_config
+    from planner.plan import Plan
+
+    small = replace(spec_from_config(census.small_config(cfg, 3), spec.name),
+                    attention_modules=spec.attention_modules, mlp_modules=spec.mlp_modules, tied_embeddings=spec.tied_embeddings)
+    for method, counted in inv.census.items():
+        plan = Plan(model=spec.name, method=method, seq_len=census.TOKENS[0][1], compile=False)
+        formula = memory.layer_activation_bytes_per_token(small, plan)
+        if abs(formula - counted) > ACTIVATION_TOLERANCE * counted:
+            return (f"one {inv.architecture} layer saves {counted:,.0f} B per token for backward ({method}, counted on "
+                    f"the CPU at a small width) where ftplan's activation formula gives {formula:,}: its layers keep "
+                    f"tensors ftplan does not model")
     return ""

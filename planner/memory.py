@@ -255,9 +255,9 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     Compiled layers keep less: knowledge/memory.toml's compiled_* rows, measured on the H100."""
     a = _k("activations")
     h, q, kv = model.hidden_size, model.q_width, model.kv_width
-    # a MoE token passes through its routed experts and the shared expert, where there is one
-    inter = model.moe_intermediate_size * model.experts_per_token + model.shared_intermediate_size if model.is_moe \
-        else model.intermediate_size
+    # the MLP every token passes through: a MoE block's shared expert, where it has one (its
+    # routed experts are moe_routed_bytes_per_token)
+    inter = model.shared_intermediate_size if model.is_moe else model.intermediate_size
     full = plan.method == "full"
     adapters = plan.is_low_rank
     adapted = script.adapted_modules(model, plan) if adapters else []
@@ -310,9 +310,7 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     if model.mlp == "plain" and full:
         kept_groups.discard("mlp_mid")  # GELU keeps its input; down reads GELU's output, a new tensor
         b += a["linear_input_per_width"] * inter
-    # adapters on a MoE block sit on its shared expert only: the down projection they keep reads its width
-    kept_inter = inter if (full or zero3 or not model.is_moe) else model.shared_intermediate_size
-    b += sum(a["linear_input_per_width"] * _group_width(model, g, kept_inter) for g in kept_groups)
+    b += sum(a["linear_input_per_width"] * _group_width(model, g, inter) for g in kept_groups)
     if model.shared_intermediate_size:
         b += a["linear_input_per_width"] * model.hidden_size  # the shared expert's output, kept for its gate's product
 
@@ -330,7 +328,30 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
         if plan.method == "dora":
             per += a["dora_per_out_width"] * fan_out
         b += per * copies
-    return int(b + kbit_prep_bytes_per_token(model, plan))
+    return int(b + moe_routed_bytes_per_token(model, plan) + kbit_prep_bytes_per_token(model, plan))
+
+
+def moe_routed_bytes_per_token(model: ModelSpec, plan: Plan) -> float:
+    """What a mixture-of-experts block's routed experts save per token: transformers 5 runs
+    the fused 3-D expert weights through grouped matmuls (integrations/moe.py,
+    grouped_mm_experts_forward) on the token's top-k copies, keeping the gathered hidden
+    states, the experts' intermediate tensors, and for trained experts their down
+    projection's input and output; the router keeps its fp32 probabilities over every expert
+    and the sort and gather indices of each choice. Counted by the census (planner/census.py,
+    the published Mixtral, Qwen3-MoE, OLMoE and Qwen2-MoE configs at a small width:
+    tests/planner/test_activation_census.py). Compiled, the activation is recomputed from the
+    gate_up output in backward, as in a dense gated MLP (compiled_gated_mlp_per_intermediate);
+    the Mixtral-shaped runs on the H200 (bench/results/families-h200.jsonl) hold it."""
+    if not model.is_moe:
+        return 0.0
+    a = _k("activations")
+    trained = plan.method == "full"
+    frozen = "compiled_moe_frozen_per_routed_intermediate" if script.compiles(plan) else "moe_frozen_per_routed_intermediate"
+    routed_inter = model.experts_per_token * model.moe_intermediate_size
+    routed_hidden = model.experts_per_token * model.hidden_size
+    return (a["moe_trained_per_routed_intermediate" if trained else frozen] * routed_inter
+            + a["moe_trained_per_routed_hidden" if trained else "moe_frozen_per_routed_hidden"] * routed_hidden
+            + a["moe_router_per_expert"] * model.num_experts + a["moe_routing_per_choice"] * model.experts_per_token)
 
 
 def kbit_prep_bytes_per_token(model: ModelSpec, plan: Plan) -> float:

@@ -270,9 +270,9 @@ _FAMILY_BY_MODEL_TYPE = {
     "gpt_neox": "gpt_neox", "falcon": "falcon", "olmo2": "olmo2", "granite": "granite",
 }
 _KNOWN_FAMILIES = set(_FAMILY_BY_MODEL_TYPE.values())
-_FOUR_NORM_TYPES = {"gemma2", "gemma3", "gemma3_text", "olmo2"}
+_FOUR_NORM_TYPES = {"gemma2", "gemma3", "gemma3_text", "glm4"}  # a norm before and after each sublayer
 _SHARED_EXPERT_TYPES = {"qwen2_moe"}  # a gated shared expert beside the routed ones (modeling_qwen2_moe)
-_QK_NORM_TYPES = {"qwen3", "qwen3_moe", "gemma3", "gemma3_text", "olmo2"}
+_QK_NORM_TYPES = {"qwen3", "qwen3_moe", "gemma3", "gemma3_text", "olmo2", "olmoe"}
 
 
 def _first(cfg: dict, *keys, default=None):
@@ -478,8 +478,19 @@ def derive(spec: ModelSpec, cfg: dict, trust_remote_code: bool = False) -> Model
                              f"are not ones ftplan models; an estimate would be a guess, so it is refused")
         spec = replace(spec, attention_modules=inv.attention_modules, mlp_modules=inv.mlp_modules)
     why = inventory.disagreement(spec, inv)
+    from planner import evidence
+
+    # An architecture not measured on a GPU: its activation formula is held to a census of its
+    # own layers. Not a LayerNorm model's: the CPU runs LayerNorm in bf16 under autocast where
+    # CUDA runs it in fp32, so the CPU's census is not the GPU's.
+    counted = evidence.measured_row(spec) is None and spec.norm != "layernorm"
+    if not why and counted:
+        why = inventory.activation_disagreement(spec, inv, cfg) if inv.census else \
+            "its layers could not be built at a small width to count what they save for backward"
     if why:
         raise ModelError(f"{spec.name}: {why}; refused rather than estimated wrong")
+    if counted:
+        spec = replace(spec, derived_from=spec.derived_from + "; its activations agree with a census of its layers")
     return spec
 
 

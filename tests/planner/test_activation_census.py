@@ -38,3 +38,26 @@ def test_formula_matches_saved_tensor_census(name, method):
     measured = census.per_layer_per_token(spec, plan)
     formula = memory.layer_activation_bytes_per_token(census.small_spec(spec, 3), plan)
     assert formula == pytest.approx(measured, rel=0.015)
+
+
+MOE = ["Qwen/Qwen3-30B-A3B", "mistralai/Mixtral-8x7B-v0.1", "allenai/OLMoE-1B-7B-0924", "Qwen/Qwen1.5-MoE-A2.7B"]
+
+
+@pytest.mark.parametrize("repo", MOE)
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_mixture_of_experts_formula_matches_the_census_of_its_published_config(repo, method, tmp_path):
+    """The routed experts (grouped matmuls over each token's top-k copies), the router and a
+    shared expert, counted from the published config's own modelling code at a small width."""
+    import json
+    from pathlib import Path
+
+    from planner import census as config_census
+
+    cfg = json.loads((Path(__file__).parent / "data" / "published_configs.json").read_text())[repo]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config_census.small_config(cfg, 3)))
+    small = models.resolve(str(tmp_path))
+    assert small.is_moe and small.num_experts == (cfg.get("num_local_experts") or cfg.get("num_experts"))
+    plan = Plan(model=str(tmp_path), method=method, seq_len=config_census.TOKENS[0][1], compile=False)
+    measured = config_census.per_layer_per_token(cfg, method, small.target_modules("all-linear"))
+    assert memory.layer_activation_bytes_per_token(small, plan) == pytest.approx(measured, rel=0.03)

@@ -23,6 +23,9 @@ MUST_REFUSE = {
     "deepseek-ai/DeepSeek-V3": "latent attention", "deepseek-ai/DeepSeek-V2-Lite": "latent attention",
     "ai21labs/Jamba-v0.1": "hybrid layers",
     "Qwen/Qwen3-Next-80B-A3B-Instruct": "hybrid layers", "google/gemma-3-4b-it": "multimodal",
+    # layers that keep tensors the activation formula does not count (attention sinks and the
+    # clamped SwiGLU experts; norms after each sublayer and across the whole q and k)
+    "openai/gpt-oss-20b": "for backward", "allenai/OLMo-2-1124-7B": "for backward",
 }
 
 
@@ -111,3 +114,24 @@ def test_without_the_models_code_only_families_with_a_table_are_planned(tmp_path
     d.mkdir()
     with pytest.raises(ModelError, match="pip install"):
         models.resolve(write(d, CONFIGS["THUDM/GLM-4-9B-0414"]))
+
+
+def test_an_architecture_not_measured_is_accepted_only_where_a_census_of_its_layers_agrees(tmp_path):
+    """Every accepted config of a family never measured on a GPU (and not a LayerNorm one, whose
+    CPU census differs from the GPU's) says its activation formula was held to a census of its
+    own layers; GLM-4 (a norm after each sublayer) and the mixtures of experts among them."""
+    from planner import evidence
+
+    checked = []
+    for i, (repo, cfg) in enumerate(sorted(CONFIGS.items())):
+        d = tmp_path / str(i)
+        d.mkdir()
+        try:
+            spec = models.resolve(write(d, cfg))
+        except ModelError:
+            continue
+        if evidence.measured_row(spec) is None and spec.norm != "layernorm":
+            assert "census" in spec.derived_from, repo
+            checked.append(repo)
+    assert {"THUDM/GLM-4-9B-0414", "Qwen/Qwen3-30B-A3B", "mistralai/Mixtral-8x7B-v0.1",
+            "Qwen/Qwen1.5-MoE-A2.7B", "allenai/OLMoE-1B-7B-0924"} <= set(checked)

@@ -1,0 +1,106 @@
+"""What one decoder layer of a config's own model saves for backward, per token, counted on
+the CPU: transformers builds the architecture from the config at a small width (the same
+layout: head counts, GQA groups, expert counts and the ratios between widths kept), one
+forward runs under bf16 autocast, and every tensor autograd keeps is counted once per
+storage (torch.autograd.graph.saved_tensors_hooks). The difference between a 3-layer and a
+2-layer model, at two token counts, is one layer's bytes per token.
+
+planner/models.py derive() holds the activation formula of planner/memory.py to this count
+for an architecture ftplan has not measured; a disagreement refuses the model. torch,
+transformers and peft are imported here only, lazily (the catalog path never pays)."""
+
+from __future__ import annotations
+
+HIDDEN = 256
+HEADS = 8
+HEAD_DIM = 32
+VOCAB = 512
+TOKENS = ((1, 256), (2, 256))
+# Width keys scaled with the hidden size (MLP and expert widths), and keys cut to the layers built.
+_WIDTHS = ("intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size", "ffn_hidden_size")
+_PER_LAYER = ("layer_types", "mlp_only_layers")
+
+
+def small_config(cfg: dict, layers: int) -> dict:
+    """`cfg` at HIDDEN width with `layers` layers: what the census builds."""
+    c = dict(cfg)
+    hidden = c.get("hidden_size") or c.get("n_embd") or c.get("d_model")
+    heads = c.get("num_attention_heads") or c.get("n_head")
+    kv = c.get("num_key_value_heads") or heads
+    scale = HIDDEN / hidden
+    c.update(hidden_size=HIDDEN, num_attention_heads=HEADS, num_key_value_heads=max(1, HEADS * kv // heads),
+             head_dim=HEAD_DIM, vocab_size=VOCAB, num_hidden_layers=layers, bos_token_id=1, eos_token_id=2,
+             pad_token_id=0)
+    for key in ("n_embd", "d_model", "n_head", "n_layer", "num_layers"):
+        c.pop(key, None)
+    if "max_window_layers" in c:
+        c["max_window_layers"] = layers
+    for key in _WIDTHS:
+        if c.get(key):
+            c[key] = max(8, int(c[key] * scale) // 8 * 8)
+    for key in _PER_LAYER:
+        if isinstance(c.get(key), list):
+            c[key] = [x for x in c[key] if not isinstance(x, int) or x < layers][:layers] if key == "mlp_only_layers" \
+                else c[key][:layers]
+    return c
+
+
+def _model(cfg: dict, method: str, targets: list[str]):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    known = dict(cfg)
+    config = AutoConfig.for_model(known.pop("model_type"), **known)
+    torch.manual_seed(0)
+    model = None
+    for attention in ("sdpa", "eager"):  # the kernel the scripts ask for, where the class has it
+        try:
+            config._attn_implementation = attention
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+            break
+        except ValueError:
+            continue
+    model.config.use_cache = False
+    if method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=targets))
+        for module in model.modules():  # as the rendered scripts do: no input cast
+            if hasattr(module, "cast_input_dtype_enabled"):
+                module.cast_input_dtype_enabled = False
+    model.train()
+    return model
+
+
+def _saved_bytes(cfg: dict, method: str, targets: list[str], shapes) -> list[int]:
+    """Saved bytes of the decoder's forward at each (batch, tokens) shape, one model built."""
+    import torch
+
+    model = _model(cfg, method, targets)
+    params = {p.data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        if t.numel() and t.data_ptr() not in params:
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = max(seen.get(storage.data_ptr(), 0), storage.nbytes())
+        return t
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = getattr(base, base.base_model_prefix)
+    out = []
+    for shape in shapes:
+        seen.clear()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
+            decoder(input_ids=torch.randint(0, VOCAB, shape))
+        out.append(sum(seen.values()))
+    return out
+
+
+def per_layer_per_token(cfg: dict, method: str, targets: list[str]) -> float:
+    """One layer's saved bytes per token of `cfg` at the small width: the differences over
+    layers and over tokens cancel what is saved once per layer or once per model."""
+    (a, b), (c, d) = TOKENS
+    three, two = (_saved_bytes(small_config(cfg, n), method, targets, TOKENS) for n in (3, 2))
+    one = [x - y for x, y in zip(three, two)]
+    return (one[1] - one[0]) / (c * d - a * b)
