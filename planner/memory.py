@@ -275,7 +275,7 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     if model.qk_norm:
         b += (rms + norm_weight) * (q + kv)
     b += a["attention_qkv_out"] * (2 * q + 2 * kv) + a["attention_lse_per_head"] * model.num_heads
-    if plan.method != "full" and table.get("fused_qkv_view"):
+    if table.get("fused_qkv_view") and (plan.method != "full" or table.get("fused_qkv_view_in_full")):
         # a fused qkv projection split by views: sdpa keeps v, a view, so all of the output stays alive
         b += a["attention_qkv_out"] * (q + kv)
     if script.attention(model, plan) == "eager":

@@ -18,7 +18,7 @@ CASES = [
     ("Gemma-3-1B", "full"), ("Gemma-3-1B", "lora"), ("Gemma-3-1B", "ia3"),
     ("Gemma-2-2B", "lora"),  # eager attention: the S x S terms
     ("Mistral-7B-v0.3", "lora"),
-    ("Phi-3-mini-4k", "lora"), ("Phi-3-mini-4k", "ia3"),
+    ("Phi-3-mini-4k", "lora"), ("Phi-3-mini-4k", "ia3"), ("Phi-3-mini-4k", "full"),
     # QLoRA on the CPU's bitsandbytes, and with PEFT's prepare_model_for_kbit_training (--kbit-prep)
     ("Llama-3.2-1B", "qlora"), ("Llama-3.2-1B", "qlora+kbit_prep"), ("Qwen2.5-0.5B", "qlora+kbit_prep"),
     ("Gemma-3-1B", "qlora+kbit_prep"), ("Phi-3-mini-4k", "qlora"), ("Phi-3-mini-4k", "qlora+kbit_prep"),
