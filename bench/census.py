@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from planner import models  # noqa: E402
+from planner import census, models  # noqa: E402
 from planner.plan import Plan  # noqa: E402
 
 TOKENS = ((1, 256), (2, 256))
@@ -97,33 +97,14 @@ def _quantized(model, plan: Plan):
     return model
 
 
-def _decoder(model):
-    """The decoder stack under a PEFT wrapper or a causal-LM head."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return getattr(base, base.base_model_prefix)
-
-
 def saved_bytes(spec: models.ModelSpec, plan: Plan, shape: tuple[int, int], device: str = "cpu") -> int:
     """Bytes of distinct storages saved for backward by the decoder (no lm_head, no loss)."""
     import torch
 
     with torch.device(device):
         model = _model(spec, plan)
-    params = {p.data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        if t.numel() and t.data_ptr() not in params:
-            storage = t.untyped_storage()
-            seen[storage.data_ptr()] = max(seen.get(storage.data_ptr(), 0), storage.nbytes())
-        return t
-
-    decoder = _decoder(model)
     ids = torch.randint(0, spec.vocab_size, shape, device=device)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
-            torch.autocast(device, dtype=torch.bfloat16, enabled=plan.precision != "fp32"):
-        decoder(input_ids=ids)
-    return sum(seen.values())
+    return census.saved_bytes(model, ids, device, autocast=plan.precision != "fp32")
 
 
 def per_layer_per_token(spec: models.ModelSpec, plan: Plan) -> float:
@@ -155,7 +136,7 @@ def dispatched_ops(spec: models.ModelSpec, plan: Plan, layers: int) -> tuple[int
                 self.n += 1
             return func(*args, **(kwargs or {}))
 
-    decoder = _decoder(_model(small_spec(spec, layers), plan))
+    decoder = census.decoder(_model(small_spec(spec, layers), plan))
     ids = torch.randint(0, 512, (1, 64))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         with Count() as forward:

@@ -72,11 +72,17 @@ def _model(cfg: dict, method: str, targets: list[str]):
     return model
 
 
-def _saved_bytes(cfg: dict, method: str, targets: list[str], shapes) -> list[int]:
-    """Saved bytes of the decoder's forward at each (batch, tokens) shape, one model built."""
+def decoder(model):
+    """The decoder stack under a PEFT wrapper or a causal-LM head."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(base, base.base_model_prefix)
+
+
+def saved_bytes(model, ids, device: str = "cpu", autocast: bool = True) -> int:
+    """Bytes of the distinct storages autograd saves for backward while the decoder of
+    `model` runs on `ids` (no lm_head, no loss; parameters left out)."""
     import torch
 
-    model = _model(cfg, method, targets)
     params = {p.data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
 
@@ -86,15 +92,18 @@ def _saved_bytes(cfg: dict, method: str, targets: list[str], shapes) -> list[int
             seen[storage.data_ptr()] = max(seen.get(storage.data_ptr(), 0), storage.nbytes())
         return t
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    decoder = getattr(base, base.base_model_prefix)
-    out = []
-    for shape in shapes:
-        seen.clear()
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
-            decoder(input_ids=torch.randint(0, VOCAB, shape))
-        out.append(sum(seen.values()))
-    return out
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+            torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
+        decoder(model)(input_ids=ids)
+    return sum(seen.values())
+
+
+def _saved_bytes(cfg: dict, method: str, targets: list[str], shapes) -> list[int]:
+    """saved_bytes at each (batch, tokens) shape, one model built."""
+    import torch
+
+    model = _model(cfg, method, targets)
+    return [saved_bytes(model, torch.randint(0, VOCAB, shape)) for shape in shapes]
 
 
 def per_layer_per_token(cfg: dict, method: str, targets: list[str]) -> float:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner import knowledge
-from planner.models import ModelSpec
 from planner.plan import Plan
+from planner.spec import ModelSpec
 
 
 @dataclass(frozen=True)

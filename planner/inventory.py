@@ -191,28 +191,3 @@ def disagreement(spec, inv: Inventory, rank: int = 16) -> str:
             return (f"PEFT adapts {built:,} LoRA parameters for --targets {targets} at rank {rank}, ftplan counts "
                     f"{counted:,}; its layers are not shaped as ftplan models them")
     return ""
-
-
-ACTIVATION_TOLERANCE = 0.05
-
-
-def activation_disagreement(spec, inv: Inventory, cfg: dict) -> str:
-    """Why planner/memory.py's activation formula and the census of the model's own code
-    (Inventory.census) disagree by more than ACTIVATION_TOLERANCE on the same small model,
-    or "" when they agree."""
-    from dataclasses import replace
-
-    from planner import census, memory
-    from planner.models import spec_from_config
-    from planner.plan import Plan
-
-    small = replace(spec_from_config(census.small_config(cfg, 3), spec.name),
-                    attention_modules=spec.attention_modules, mlp_modules=spec.mlp_modules, tied_embeddings=spec.tied_embeddings)
-    for method, counted in inv.census.items():
-        plan = Plan(model=spec.name, method=method, seq_len=census.TOKENS[0][1], compile=False)
-        formula = memory.layer_activation_bytes_per_token(small, plan)
-        if abs(formula - counted) > ACTIVATION_TOLERANCE * counted:
-            return (f"one {inv.architecture} layer saves {counted:,.0f} B per token for backward ({method}, counted on "
-                    f"the CPU at a small width) where ftplan's activation formula gives {formula:,}: its layers keep "
-                    f"tensors ftplan does not model")
-    return ""

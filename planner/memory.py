@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from planner import evidence, knowledge, script
 from planner.hardware import GpuSpec
-from planner.models import ModelSpec
 from planner.plan import Plan, validate
+from planner.spec import ModelSpec
 
 
 def _k(section: str) -> dict:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from planner import knowledge
 from planner.errors import ModelError
-from planner.models import ModelSpec
 from planner.plan import Method, Plan
+from planner.spec import ModelSpec
 
 
 def compiles(plan: Plan) -> bool:

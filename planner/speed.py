@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from planner import knowledge, script
 from planner.hardware import GpuSpec
 from planner.memory import layer_activation_bytes_per_token
-from planner.models import ModelSpec
 from planner.plan import Plan
+from planner.spec import ModelSpec
 
 
 def matmul_flops(model: ModelSpec, plan: Plan) -> float:

@@ -1,0 +1,232 @@
+"""A model's architecture as ftplan counts it (ModelSpec): its shapes, the parameter counts
+and linear-layer shapes derived from them, and its family's module table
+(knowledge/targets.toml). planner/models.py resolves a name, a config or a size to one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner import knowledge
+from planner.errors import ModelError
+
+# The linear layers whose shapes ftplan knows (ModelSpec.module_shape).
+MODULE_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "dense", "gate_proj", "up_proj",
+                "down_proj", "gate_up_proj", "dense_h_to_4h", "dense_4h_to_h", "fc1", "fc2", "c_attn", "c_proj", "c_fc")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    tied_embeddings: bool
+    mlp: str = "gated"            # "gated" (gate/up/down) or "plain" (up/down)
+    norm: str = "rmsnorm"         # "layernorm" carries a bias
+    norms_per_layer: int = 2
+    qkv_bias: bool = False
+    o_bias: bool = False
+    mlp_bias: bool = False
+    qk_norm: bool = False
+    num_experts: int = 0
+    experts_per_token: int = 0
+    moe_intermediate_size: int = 0
+    shared_intermediate_size: int = 0  # a shared expert every token passes through, gated per token (Qwen2-MoE)
+    hub_id: str = ""
+    path: str = ""                # local directory or config.json it came from
+    published_params: int = 0
+    source: str = ""
+    # Read from the model's own code (planner/inventory.py) where the config is not a catalog family:
+    attention_modules: tuple[str, ...] = ()   # LoRA target names of the attention projections
+    mlp_modules: tuple[str, ...] = ()         # and of the feed-forward (dense) linear layers
+    derived_from: str = ""                    # how transformers' own build of the config was read
+    sdpa: bool = True                         # transformers runs this architecture with sdpa
+    flex: bool = True                         # and with FlexAttention (knowledge/targets.toml `flex` for a family)
+
+    # ------------------------------------------------------------------ widths
+    @property
+    def q_width(self) -> int:
+        return self.num_heads * self.head_dim
+
+    @property
+    def kv_width(self) -> int:
+        return self.num_kv_heads * self.head_dim
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    # ------------------------------------------------------------------ parameter counts
+    def embedding_params(self) -> int:
+        """Input embedding plus an untied lm_head."""
+        per_matrix = self.vocab_size * self.hidden_size
+        return per_matrix if self.tied_embeddings else 2 * per_matrix
+
+    def attention_params_per_layer(self) -> int:
+        h, q, kv = self.hidden_size, self.q_width, self.kv_width
+        weights = h * q + 2 * h * kv + q * h
+        biases = (q + 2 * kv if self.qkv_bias else 0) + (h if self.o_bias else 0)
+        qk_norms = 2 * self.head_dim if self.qk_norm else 0
+        return weights + biases + qk_norms
+
+    def mlp_params(self, intermediate: int) -> int:
+        """One feed-forward block of width `intermediate`."""
+        h = self.hidden_size
+        if self.mlp == "gated":
+            return 3 * h * intermediate + ((2 * intermediate + h) if self.mlp_bias else 0)
+        return 2 * h * intermediate + ((intermediate + h) if self.mlp_bias else 0)
+
+    def mlp_params_per_layer(self) -> int:
+        if self.is_moe:
+            router = self.hidden_size * self.num_experts
+            return self.num_experts * self.mlp_params(self.moe_intermediate_size) + router + self.shared_expert_params()
+        return self.mlp_params(self.intermediate_size)
+
+    def shared_expert_params(self) -> int:
+        """The shared expert's MLP and its gate, a linear layer to one logit (transformers
+        modeling_qwen2_moe: shared_expert, shared_expert_gate)."""
+        if not self.shared_intermediate_size:
+            return 0
+        return self.mlp_params(self.shared_intermediate_size) + self.hidden_size
+
+    def norm_params(self) -> int:
+        return self.hidden_size * (2 if self.norm == "layernorm" else 1)
+
+    def layer_params(self) -> int:
+        return (
+            self.attention_params_per_layer()
+            + self.mlp_params_per_layer()
+            + self.norms_per_layer * self.norm_params()
+        )
+
+    def total_params(self) -> int:
+        """All parameters: blocks, embeddings (tied counted once) and the final norm."""
+        return self.num_layers * self.layer_params() + self.embedding_params() + self.norm_params()
+
+    def active_params(self) -> int:
+        """Parameters one token passes through (MoE: only its experts)."""
+        if not self.is_moe:
+            return self.total_params()
+        unused = (self.num_experts - self.experts_per_token) * self.mlp_params(self.moe_intermediate_size)
+        return self.total_params() - self.num_layers * unused
+
+    def linear_params(self) -> int:
+        """Weights of the blocks' linear layers, experts included: the matmul FLOPs of a token
+        that passed through every expert."""
+        h, q, kv = self.hidden_size, self.q_width, self.kv_width
+        attn = h * q + 2 * h * kv + q * h
+        if self.is_moe:
+            per_expert = (3 if self.mlp == "gated" else 2) * h * self.moe_intermediate_size
+            mlp = self.num_experts * per_expert + self.shared_expert_params()  # the shared expert's layers are nn.Linear
+        else:
+            mlp = (3 if self.mlp == "gated" else 2) * h * self.intermediate_size
+        return self.num_layers * (attn + mlp)
+
+    def expert_params(self) -> int:
+        """Fused expert weights (3-D parameters in transformers 5, not nn.Linear)."""
+        if not self.is_moe:
+            return 0
+        return self.num_layers * self.num_experts * (3 if self.mlp == "gated" else 2) * self.hidden_size * self.moe_intermediate_size
+
+    def quantized_params(self) -> int:
+        """Weights bitsandbytes stores in 4 bits: the blocks' nn.Linear layers. transformers 5
+        fuses MoE experts into 3-D parameters, which its bnb integration leaves in bf16
+        (measured on the H200: 705 MB of a Mixtral-shaped model's 861 MB stayed bf16;
+        docs/guides.md#mixture-of-experts)."""
+        return self.linear_params() - self.expert_params()
+
+    def active_linear_params(self) -> int:
+        """Linear weights one token multiplies by: the experts it is routed to, not all of them."""
+        if not self.is_moe:
+            return self.linear_params()
+        return self.linear_params() - self.expert_params() * (self.num_experts - self.experts_per_token) // self.num_experts
+
+    # ------------------------------------------------------------------ module shapes
+    def module_shape(self, name: str) -> tuple[int, int, int]:
+        """(in_features, out_features, copies per layer) of a named linear layer."""
+        h, q, kv, i = self.hidden_size, self.q_width, self.kv_width, self.intermediate_size
+        if self.is_moe:  # the only MLP linear layers of a MoE block are its shared expert's
+            i = self.shared_intermediate_size
+        shapes = {
+            "q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+            "qkv_proj": (h, q + 2 * kv), "query_key_value": (h, q + 2 * kv), "dense": (q, h),
+            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h), "gate_up_proj": (h, 2 * i),
+            "dense_h_to_4h": (h, i), "dense_4h_to_h": (i, h), "fc1": (h, i), "fc2": (i, h),
+            "c_attn": (h, q + 2 * kv), "c_proj": (q, h), "c_fc": (h, i),
+            "shared_expert_gate": (h, 1),
+        }
+        if name not in shapes:
+            raise ModelError(
+                f"{self.name} has no linear layer named {name!r}; use --targets attention, "
+                f"all-linear, or a comma list of {', '.join(self.target_modules('all-linear'))}"
+            )
+        fan_in, fan_out = shapes[name]
+        return fan_in, fan_out, 1
+
+    def target_modules(self, targets: str) -> list[str]:
+        """Module names for 'attention', 'all-linear' or a comma-separated list."""
+        fam = self.modules_table()
+        if targets == "attention":
+            return list(fam["attention"])
+        if targets == "all-linear":
+            return list(fam["attention"]) + self._mlp_linears(fam)
+        names = [t.strip() for t in targets.split(",") if t.strip()]
+        if not names:
+            raise ModelError("--targets is empty; use attention, all-linear or a comma list of module names")
+        known = set(fam["attention"]) | set(self._mlp_linears(fam))
+        for n in names:
+            if n not in known:
+                raise ModelError(
+                    f"{self.name} has no linear layer named {n!r}; use --targets attention, all-linear, "
+                    f"or a comma list of {', '.join(sorted(known))}"
+                )
+        return names
+
+    def _mlp_linears(self, fam: dict) -> list[str]:
+        """The feed-forward nn.Linear layers LoRA can wrap. MoE experts are fused 3-D parameters
+        in transformers 5, not nn.Linear: a MoE block offers only its shared expert's layers
+        and their gate, where it has one."""
+        if not self.is_moe:
+            return list(fam["mlp"])
+        return (list(fam["mlp"]) + ["shared_expert_gate"]) if self.shared_intermediate_size else []
+
+    def lora_params(self, modules: list[str], rank: int, dora: bool = False) -> int:
+        """LoRA's trainable parameters on the named modules of every block: r x (in + out) per
+        adapted linear (Hu et al. 2021, eq. 3); DoRA adds a magnitude vector of `out` per layer
+        (Liu et al. 2024, eq. 5)."""
+        total = 0
+        for m in modules:
+            fan_in, fan_out, copies = self.module_shape(m)
+            total += (rank * (fan_in + fan_out) + (fan_out if dora else 0)) * copies
+        return total * self.num_layers
+
+    def modules_table(self) -> dict:
+        """The family's row of knowledge/targets.toml, or the module names read from the
+        model's own code; never another family's names."""
+        if self.attention_modules:
+            return {"name": self.family, "attention": list(self.attention_modules), "mlp": list(self.mlp_modules)}
+        row = family_table(self.family)
+        if row is None:
+            raise ModelError(f"{self.name}: ftplan has no module table for the {self.family!r} architecture and could not "
+                             f"read one from its code; install torch and transformers (pip install 'ftplan[train]') "
+                             f"so ftplan builds the model on the meta device and reads its layers")
+        return row
+
+    def as_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["total_params"] = self.total_params()
+        return d
+
+
+# ---------------------------------------------------------------------- families
+def family_table(family: str) -> dict | None:
+    """knowledge/targets.toml's row for a family, or None where there is none."""
+    for row in knowledge.rows("targets", "family"):
+        if row["name"] == family:
+            return row
+    return None
