@@ -90,7 +90,7 @@ def saved_bytes(model, ids, device: str = "cpu", autocast: bool = True) -> int:
         if t.numel() and t.data_ptr() not in params:
             storage = t.untyped_storage()
             seen[storage.data_ptr()] = max(seen.get(storage.data_ptr(), 0), storage.nbytes())
-        return t
+        return t.detach()  # the tensor itself would tie its graph into a cycle Python never frees
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
             torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
