@@ -354,3 +354,6 @@ SHARED_H200_3 = [c for c in SHARED_H200_2 if not c.get("alone") and not c.get("t
          label="trl:ckpt-held-out"),
     dict(_TRL, model="Gemma-3-1B", method="qlora", batch=4, seq_len=2048, grad_ckpt=True, label="trl:ckpt-held-out"),
 ]
+# The smallest of SHARED_H200_3, for a call with little device time left: three plain-loop plans
+# and the three held-out TRL runs with checkpointing, all started at once (--no-solo).
+SHARED_H200_3_SMALL = [c for c in SHARED_H200_3 if c["model"] in ("Gemma-3-1B", "Pythia-1B", "Phi-3-mini-4k", "Qwen3-0.6B")]
