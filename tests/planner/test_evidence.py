@@ -115,23 +115,24 @@ def test_derived_families_measured_on_a_gpu_fall_within_their_stated_margin_with
 def test_trl_with_checkpointing_counts_the_recomputed_layers_backward():
     """With TRL's fused head the peak of a checkpointed adapter run is the recomputed layer's
     backward: its gradients are counted (layer_backward_bytes), which holds every such run
-    within 8% (each was 8-19% above the estimate without it); the plans stay derived, their
-    evidence says why, and the margin keeps the verdict."""
+    within 8% (each was 8-19% above the estimate without it), two of them held out from the
+    count. Compiled, the plans are measured; eager, they stay derived and say why."""
     runs = [r for _, r in committed_runs() if r["plan"].get("trainer") == "trl" and r["plan"]["grad_ckpt"]
             and r["plan"]["method"] != "full" and r.get("lengths", "full") == "full"]
-    assert len(runs) >= 6
+    assert len(runs) >= 8 and sum(r.get("label") == "trl:ckpt-held-out" for r in runs) >= 2
     for r in runs:
         plan = Plan(**r["plan"])
         spec = models.resolve(plan.model)
         ev = evidence.of(spec, plan)
-        assert ev.kind == "derived" and "checkpointing" in ev.detail
+        assert ev.kind == ("measured" if plan.compile else "derived"), plan
         est = memory.estimate(spec, plan)
-        raw = est.total_bytes - est.term_bytes()["evidence_margin"]
+        raw = est.total_bytes - est.term_bytes().get("evidence_margin", 0)
         assert abs(raw - r["measured_nvml_peak_bytes"]) / r["measured_nvml_peak_bytes"] <= 0.08
         assert memory.layer_backward_bytes(spec, plan) > 0 and est.total_bytes >= r["measured_nvml_peak_bytes"]
+    eager = Plan(model="Qwen2.5-0.5B", method="lora", grad_ckpt=True, compile=False, trainer="trl", loss="chunked")
+    assert "checkpointing" in evidence.of(models.resolve(eager.model), eager).detail
     full = Plan(model="Qwen3-0.6B", method="full", grad_ckpt=True, trainer="trl", loss="chunked")
     assert memory.layer_backward_bytes(models.resolve(full.model), full) == 0
-    assert evidence.of(models.resolve("Llama-3.1-8B"), Plan(model="Llama-3.1-8B", trainer="trl", loss="chunked")).kind == "measured"
 
 def test_a_setting_never_measured_makes_the_estimate_derived():
     """--kbit-prep is counted and measured for the gated-MLP families; on a LayerNorm family it
