@@ -367,9 +367,7 @@ def kbit_prep_bytes_per_token(model: ModelSpec, plan: Plan) -> float:
     if not plan.kbit_prep:
         return 0.0
     a = _k("activations")
-    inter = model.moe_intermediate_size * model.experts_per_token + model.shared_intermediate_size if model.is_moe \
-        else model.intermediate_size
-    b = a["kbit_prep_fp32_mlp_per_intermediate"] * inter
+    b = a["kbit_prep_fp32_mlp_per_intermediate"] * model.token_intermediate_size
     if model.modules_table().get("fused_qkv_view") and plan.method != "full":
         b -= a["attention_qkv_out"] * (model.q_width + model.kv_width)  # sdpa's v is its own copy, not a view of the output
     else:
@@ -416,17 +414,15 @@ def layer_backward_bytes(model: ModelSpec, plan: Plan) -> int:
     intermediate width (the down projection's input, the activation's, gate's and up's
     gradients, bf16), alive together at the backward's peak. The allocator history of a
     checkpointed run (bench/results/shared-h200-2.jsonl, `trl:ckpt-traced`) shows six of them
-    beside the two the forward saved when compiled; the eager runs hold fewer
-    (knowledge/memory.toml, fitted to the five TRL runs in shared-h200-1.jsonl, where the
-    recomputed layer is the peak). Full fine-tuning frees each linear's saved input as its
+    beside the two the forward saved when compiled (two runs held out from it are within
+    2.6%: shared-h200-3.jsonl); the eager runs hold fewer (knowledge/memory.toml, read from
+    the two eager TRL runs in shared-h200-1.jsonl, where the recomputed layer is the peak). Full fine-tuning frees each linear's saved input as its
     weight gradient is made, and its checkpointed TRL run is within 2% without this term."""
     if plan.method == "full":
         return 0
     a = _k("activations")
-    inter = model.moe_intermediate_size * model.experts_per_token + model.shared_intermediate_size if model.is_moe \
-        else model.intermediate_size
     per = a["compiled_backward_per_intermediate"] if script.compiles(plan) else a["backward_per_intermediate"]
-    return int(per * inter * script.tokens_per_micro_step(plan))
+    return int(per * model.token_intermediate_size * script.tokens_per_micro_step(plan))
 
 
 def logits_rows(model: ModelSpec, plan: Plan) -> int:

@@ -61,6 +61,14 @@ class ModelSpec:
     def is_moe(self) -> bool:
         return self.num_experts > 0
 
+    @property
+    def token_intermediate_size(self) -> int:
+        """The MLP width one token passes through: a MoE token's routed experts and its shared
+        expert, where there is one."""
+        if not self.is_moe:
+            return self.intermediate_size
+        return self.moe_intermediate_size * self.experts_per_token + self.shared_intermediate_size
+
     # ------------------------------------------------------------------ parameter counts
     def embedding_params(self) -> int:
         """Input embedding plus an untied lm_head."""
