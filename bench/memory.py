@@ -253,6 +253,7 @@ def run_one(case: dict, steps: int, vers: dict, warmup: int = 1, trace: bool = F
     is recorded in the run (bench/allocator.py) and summarized into the result; with
     `events_dir` too, its large-pool history is kept there, one gzipped file per run. With
     `shared`, the run shares the GPU with others (Concurrent)."""
+    case = dict(case)  # the matrix's own entry stays whole
     name = case.pop("model")
     trace = case.pop("trace", trace)
     case.pop("alone", None)
@@ -389,35 +390,35 @@ def main() -> None:
 
     with open(args.out, "a") as out:
         # runs marked `alone` (speed) go first, one at a time; then the first of the rest alone
-        # too: its device-wide and per-process peaks show they agree, and whether this driver
-        # reports per-process memory at all
-        queue = [c for c in cases if not c.get("alone")]  # split first: a run pops its case's keys
+        # too (unless --no-solo): its device-wide and per-process peaks show they agree, and
+        # whether this driver reports per-process memory at all
         for case in [c for c in cases if c.get("alone")]:
             record(case)
-        first = record(queue.pop(0)) if queue and not args.no_solo else {"measured_nvml_process_peak_bytes": args.no_solo}
-        if args.parallel > 1 and queue and not first.get("measured_nvml_process_peak_bytes"):
+        queue = [c for c in cases if not c.get("alone")]
+
+        def take() -> dict | None:
+            """The next case to start, or None once the queue is empty or the budget is spent."""
+            with lock:
+                if queue and time.time() - t0 > args.budget_s:
+                    print(f"budget reached: {len(queue)} runs not started", flush=True)
+                    queue.clear()
+                return queue.pop(0) if queue else None
+
+        per_process = args.no_solo
+        if not args.no_solo and (case := take()) is not None:
+            per_process = bool(record(case).get("measured_nvml_process_peak_bytes"))
+        if args.parallel > 1 and queue and not per_process:
             print("NVML reports no per-process memory here: the runs go one at a time", flush=True)
             args.parallel = 1
         if args.parallel == 1:
-            for i, case in enumerate(queue):
-                if time.time() - t0 > args.budget_s:
-                    print(f"budget reached: {len(queue) - i} runs not started", flush=True)
-                    break
+            while (case := take()) is not None:
                 record(case)
             return
         with NvmlPeak() as nv:
             shared = Concurrent(nv, int(args.cap_gib * 2**30))
 
             def worker():
-                while True:
-                    with lock:
-                        if not queue:
-                            return
-                        if time.time() - t0 > args.budget_s:
-                            print(f"budget reached: {len(queue)} runs not started", flush=True)
-                            queue.clear()
-                            return
-                        case = queue.pop(0)
+                while (case := take()) is not None:
                     record(case, shared)
 
             workers = [threading.Thread(target=worker) for _ in range(args.parallel)]
@@ -425,7 +426,6 @@ def main() -> None:
                 w.start()
             for w in workers:
                 w.join()
-
 
 if __name__ == "__main__":
     main()

@@ -368,7 +368,7 @@ def kbit_prep_bytes_per_token(model: ModelSpec, plan: Plan) -> float:
         return 0.0
     a = _k("activations")
     b = a["kbit_prep_fp32_mlp_per_intermediate"] * model.token_intermediate_size
-    if model.modules_table().get("fused_qkv_view") and plan.method != "full":
+    if model.modules_table().get("fused_qkv_view"):  # --kbit-prep is QLoRA's: never a full fine-tune
         b -= a["attention_qkv_out"] * (model.q_width + model.kv_width)  # sdpa's v is its own copy, not a view of the output
     else:
         b += a["kbit_prep_attention_cast_per_hidden"] * model.hidden_size
@@ -416,8 +416,9 @@ def layer_backward_bytes(model: ModelSpec, plan: Plan) -> int:
     checkpointed run (bench/results/shared-h200-2.jsonl, `trl:ckpt-traced`) shows six of them
     beside the two the forward saved when compiled (two runs held out from it are within
     2.6%: shared-h200-3.jsonl); the eager runs hold fewer (knowledge/memory.toml, read from
-    the two eager TRL runs in shared-h200-1.jsonl, where the recomputed layer is the peak). Full fine-tuning frees each linear's saved input as its
-    weight gradient is made, and its checkpointed TRL run is within 2% without this term."""
+    the two eager TRL runs in shared-h200-1.jsonl, where the recomputed layer is the peak).
+    Full fine-tuning frees each linear's saved input as its weight gradient is made, and its
+    checkpointed TRL run is within 2% without this term."""
     if plan.method == "full":
         return 0
     a = _k("activations")

@@ -263,13 +263,13 @@ def derive(spec: ModelSpec, cfg: dict, trust_remote_code: bool = False) -> Model
     # An architecture not measured on a GPU: its activation formula is held to a census of its
     # own layers. Not a LayerNorm model's: the CPU runs LayerNorm in bf16 under autocast where
     # CUDA runs it in fp32, so the CPU's census is not the GPU's.
-    counted = evidence.measured_row(spec) is None and spec.norm != "layernorm"
-    if not why and counted:
+    census_held = evidence.measured_row(spec) is None and spec.norm != "layernorm"
+    if not why and census_held:
         why = activation_disagreement(spec, inv, cfg) if inv.census else \
             "its layers could not be built at a small width to count what they save for backward"
     if why:
         raise ModelError(f"{spec.name}: {why}; refused rather than estimated wrong")
-    if counted:
+    if census_held:
         spec = replace(spec, derived_from=spec.derived_from + "; its activations agree with a census of its layers")
     return spec
 

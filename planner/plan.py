@@ -431,8 +431,8 @@ def _validate_against_model(plan: Plan, model) -> None:
     if plan.is_low_rank:
         modules = model.target_modules(plan.targets)
         # a gate to a single logit (Qwen2-MoE's shared_expert_gate) takes any rank in PEFT; the rest bound it
-        narrowest = min((min(model.module_shape(m)[:2]) for m in modules if min(model.module_shape(m)[:2]) > 1),
-                        default=plan.rank)
+        widths = (min(model.module_shape(m)[:2]) for m in modules)
+        narrowest = min((w for w in widths if w > 1), default=plan.rank)
         if plan.rank > narrowest:
             raise PlanError(
                 f"--rank {plan.rank} is larger than the narrowest adapted layer of {model.name} ({narrowest}); "
