@@ -107,6 +107,34 @@ def saved_bytes(spec: models.ModelSpec, plan: Plan, shape: tuple[int, int], devi
     return census.saved_bytes(model, ids, device, autocast=plan.precision != "fp32")
 
 
+def saved_by_kind(spec: models.ModelSpec, plan: Plan, shape: tuple[int, int], device: str = "cpu") -> dict[str, int]:
+    """saved_bytes split by dtype and last dimension ("torch.float32 x4544"): which tensors
+    a difference from the formula is made of."""
+    import collections
+
+    import torch
+
+    with torch.device(device):
+        model = _model(spec, plan)
+    params = {p.data_ptr() for p in model.parameters()}
+    seen: dict[int, tuple[int, str]] = {}
+
+    def pack(t):
+        if t.numel() and t.data_ptr() not in params:
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = (storage.nbytes(), f"{t.dtype} x{t.shape[-1]}")
+        return t.detach()
+
+    ids = torch.randint(0, spec.vocab_size, shape, device=device)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+            torch.autocast(device, dtype=torch.bfloat16, enabled=plan.precision != "fp32"):
+        census.decoder(model)(input_ids=ids)
+    kinds = collections.Counter()
+    for nbytes, kind in seen.values():
+        kinds[kind] += nbytes
+    return dict(kinds)
+
+
 def per_layer_per_token(spec: models.ModelSpec, plan: Plan) -> float:
     """Differences over layers and over tokens cancel what is saved once per layer (weight
     casts) or once per model (embeddings, masks)."""
@@ -194,8 +222,11 @@ def on_the_gpu(spec: models.ModelSpec, plan: Plan, batch: int = 1) -> dict:
         model(input_ids=ids, labels=ids).loss.backward()
         torch.cuda.synchronize()
     kernels = sorted({e.name[:90] for e in prof.events() if any(k in e.name.lower() for k in ("flash", "fmha", "attention", "softmax", "bmm"))})
+    kinds = [saved_by_kind(full[n], plan, shapes[0], "cuda") for n in (1, 0)]
+    by_kind = {k: (kinds[0].get(k, 0) - kinds[1].get(k, 0)) / (batch * plan.seq_len) for k in kinds[0].keys() | kinds[1].keys()}
     return {"model": spec.name, "method": plan.method, "seq_len": plan.seq_len, "batch": batch,
             "per_token_per_layer": (one_layer[1] - one_layer[0]) / (shapes[1][0] - shapes[0][0]) / plan.seq_len,
+            "per_layer_per_token_by_kind": {k: v for k, v in sorted(by_kind.items()) if v},
             "per_layer_at_batch": one_layer[0], "attention_kernels": kernels}
 
 

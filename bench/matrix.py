@@ -357,3 +357,9 @@ SHARED_H200_3 = [c for c in SHARED_H200_2 if not c.get("alone") and not c.get("t
 # The smallest of SHARED_H200_3, for a call with little device time left: three plain-loop plans
 # and the three held-out TRL runs with checkpointing, all started at once (--no-solo).
 SHARED_H200_3_SMALL = [c for c in SHARED_H200_3 if c["model"] in ("Gemma-3-1B", "Pythia-1B", "Phi-3-mini-4k", "Qwen3-0.6B")]
+
+# 2026-12-02, H200, what SHARED_H200_3's calls left: the plain loop's two 8B plans, Falcon-7B's
+# LoRA plan alone (its sdpa runs the math kernel, whose scores the estimate may undercount, so it
+# shares the GPU with nothing), the mixtures of experts and GLM-4, and the held-out eager TRL run.
+SHARED_H200_4 = [dict(c, alone=True) for c in SHARED_H200_3 if c["model"] == "Falcon-7B"] + [
+    c for c in SHARED_H200_3 if c["model"] not in ("Gemma-3-1B", "Pythia-1B", "Phi-3-mini-4k", "Falcon-7B")]

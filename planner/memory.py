@@ -230,14 +230,38 @@ def _group_width(model: ModelSpec, group: str, inter: int) -> int:
             "mlp_mid": inter}[group]
 
 
-def layernorm_input_per_hidden(plan: Plan) -> float:
+def compiled_layers(model: ModelSpec, plan: Plan) -> bool:
+    """Whether the layers keep what their compiled graph keeps (knowledge/memory.toml's
+    compiled_* rows). Not QLoRA on a LayerNorm family: CUDA autocast's fp32 LayerNorm output
+    reaches bitsandbytes' 4-bit layers, which return their output in their input's dtype, and
+    the one such run, Pythia-1B QLoRA compiled under TRL (bench/results/shared-h200-1.jsonl),
+    peaked at the uncompiled count (0.0%; 11.8% above the compiled one)."""
+    return script.compiles(plan) and not (plan.method == "qlora" and model.norm == "layernorm")
+
+
+def layernorm_input_per_hidden(model: ModelSpec, plan: Plan) -> float:
     """What a LayerNorm keeps of its input. CUDA autocast runs layer_norm in fp32 (PyTorch
     AMP op reference: layer_norm autocasts to float32), so each LayerNorm keeps its own fp32
     copy of its bf16 input; a compiled layer fuses the cast and keeps the bf16 input."""
     a = _k("activations")
-    if plan.precision != "fp32" and not script.compiles(plan):
+    if plan.precision != "fp32" and not compiled_layers(model, plan):
         return a["layernorm_autocast_input_per_hidden"]
     return a["layernorm_input_per_hidden"]
+
+
+def math_sdpa_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
+    """Attention through sdpa's math kernel, which a family takes when it always hands sdpa an
+    explicit mask with fewer key-value heads than query heads and no enable_gqa (Falcon-7B:
+    knowledge/targets.toml sdpa_math_kernel). The kernel computes in fp32 (PyTorch
+    aten/src/ATen/native/transformers/attention.cpp, _scaled_dot_product_attention_math:
+    "keep query, key, value in high precision") and keeps the fp32 probabilities (S x S per
+    head) and fp32 copies of q, k and v. k and v, broadcast over the heads, stay one head
+    wide at batch 1 and are copied to every head beyond it (the batched matmul flattens
+    batch and heads). The GPU census measures it: bench/results/census-gpu-h200.jsonl."""
+    a = _k("activations")
+    heads_kv = model.kv_width if plan.batch == 1 else model.q_width
+    return int(a["math_sdpa_probs_per_head_position"] * model.num_heads * plan.seq_len
+               + a["math_sdpa_qkv_per_width"] * (model.q_width + 2 * heads_kv))
 
 
 def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
@@ -264,27 +288,27 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     modules = _all_linear(model)
 
     table = model.modules_table()
-    compiled = script.compiles(plan)
+    compiled = compiled_layers(model, plan)
     rms = a["compiled_rmsnorm_input_per_hidden"] if compiled else a["rmsnorm_input_per_hidden"]
     norm_weight = 0.0
     if full:  # a trainable norm weight keeps the normalised tensor: bf16, or fp32 where the norm computes in fp32
         norm_weight = a["compiled_norm_weight_input_per_hidden"] if compiled else \
             a["norm_weight_input_per_hidden"] * (2 if plan.precision != "bf16" or table.get("norm_weight_fp32") else 1)
-    per_norm = rms if model.norm == "rmsnorm" else layernorm_input_per_hidden(plan)
+    per_norm = rms if model.norm == "rmsnorm" else layernorm_input_per_hidden(model, plan)
     b = model.norms_per_layer * (per_norm + norm_weight) * h
     if model.qk_norm:
         b += (rms + norm_weight) * (q + kv)
-    b += a["attention_qkv_out"] * (2 * q + 2 * kv) + a["attention_lse_per_head"] * model.num_heads
+    math_kernel = script.attention(model, plan) == "sdpa" and table.get("sdpa_math_kernel", False)
+    if math_kernel:
+        b += math_sdpa_bytes_per_token(model, plan)
+    else:
+        b += a["attention_qkv_out"] * (2 * q + 2 * kv) + a["attention_lse_per_head"] * model.num_heads
     if table.get("fused_qkv_view") and (plan.method != "full" or table.get("fused_qkv_view_in_full")):
         # a fused qkv projection split by views: sdpa keeps v, a view, so all of the output stays alive
         b += a["attention_qkv_out"] * (q + kv)
     if script.attention(model, plan) == "eager":
         scores = a["compiled_eager_scores_per_head_position"] if compiled else a["eager_scores_per_head_position"]
         b += scores * model.num_heads * plan.seq_len
-    elif table.get("sdpa_scores_per_head_position"):
-        # the family always hands sdpa an explicit mask, and with one key-value head sdpa takes
-        # its math kernel, which keeps the bf16 probabilities (S x S per head) for backward
-        b += table["sdpa_scores_per_head_position"] * model.num_heads * plan.seq_len
 
     zero3 = plan.uses_deepspeed and plan.zero == 3
     kept_groups = set()
@@ -300,11 +324,12 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
                 b += a["ia3_input_fp32_per_width"] * fan_in * copies
             else:
                 b += a["linear_input_per_width"] * fan_out * copies  # IA3 scales the output and keeps it
-    if script.attention(model, plan) != "eager" and (compiled or not table.get("fused_qkv_view")):
+    if script.attention(model, plan) != "eager" and not math_kernel and (compiled or not table.get("fused_qkv_view")):
         # o_proj reads sdpa's output, which sdpa already keeps. Not after a fused qkv projection
         # (q, k and v are strided views, sdpa's output comes back in another layout and the
         # reshape before o_proj copies it) nor after eager attention (which keeps its
-        # probabilities, not its output): the census sees o_proj keep its own input there.
+        # probabilities, not its output) nor after sdpa's math kernel (which keeps an fp32 copy
+        # of its inputs, not its output): the census sees o_proj keep its own input there.
         # Compiled, the partitioner recomputes that copy from sdpa's saved output.
         kept_groups.discard("attn_out")
     if model.mlp == "plain" and full:
@@ -346,7 +371,7 @@ def moe_routed_bytes_per_token(model: ModelSpec, plan: Plan) -> float:
         return 0.0
     a = _k("activations")
     trained = plan.method == "full"
-    frozen = "compiled_moe_frozen_per_routed_intermediate" if script.compiles(plan) else "moe_frozen_per_routed_intermediate"
+    frozen = "compiled_moe_frozen_per_routed_intermediate" if compiled_layers(model, plan) else "moe_frozen_per_routed_intermediate"
     routed_inter = model.experts_per_token * model.moe_intermediate_size
     routed_hidden = model.experts_per_token * model.hidden_size
     return (a["moe_trained_per_routed_intermediate" if trained else frozen] * routed_inter
@@ -416,13 +441,14 @@ def layer_backward_bytes(model: ModelSpec, plan: Plan) -> int:
     checkpointed run (bench/results/shared-h200-2.jsonl, `trl:ckpt-traced`) shows six of them
     beside the two the forward saved when compiled (two runs held out from it are within
     2.6%: shared-h200-3.jsonl); the eager runs hold fewer (knowledge/memory.toml, read from
-    the two eager TRL runs in shared-h200-1.jsonl, where the recomputed layer is the peak).
+    the two eager TRL runs in shared-h200-1.jsonl, where the recomputed layer is the peak; a
+    third, held out from it, Qwen3-0.6B, is within 3.3%: shared-h200-4.jsonl).
     Full fine-tuning frees each linear's saved input as its weight gradient is made, and its
     checkpointed TRL run is within 2% without this term."""
     if plan.method == "full":
         return 0
     a = _k("activations")
-    per = a["compiled_backward_per_intermediate"] if script.compiles(plan) else a["backward_per_intermediate"]
+    per = a["compiled_backward_per_intermediate"] if compiled_layers(model, plan) else a["backward_per_intermediate"]
     return int(per * model.token_intermediate_size * script.tokens_per_micro_step(plan))
 
 
