@@ -363,3 +363,16 @@ SHARED_H200_3_SMALL = [c for c in SHARED_H200_3 if c["model"] in ("Gemma-3-1B", 
 # shares the GPU with nothing), the mixtures of experts and GLM-4, and the held-out eager TRL run.
 SHARED_H200_4 = [dict(c, alone=True) for c in SHARED_H200_3 if c["model"] == "Falcon-7B"] + [
     c for c in SHARED_H200_3 if c["model"] not in ("Gemma-3-1B", "Pythia-1B", "Phi-3-mini-4k", "Falcon-7B")]
+
+# 2026-12-02, H200: TRL's full DPO with the reference log-probs precomputed (no reference copy);
+# a second Qwen1.5-MoE plan (QLoRA); QLoRA on the LayerNorm families held out from the rule that
+# counts it uncompiled (Falcon-7B, and Pythia-1B under ftplan's own loop); Falcon-7B beyond batch 1,
+# where sdpa's math kernel copies k and v to every head.
+SHARED_H200_5 = [
+    dict(_TRL, model="Llama-3.2-3B", method="full", task="dpo", batch=2, seq_len=1024, precompute_ref=True),
+    dict(_TRL, model="Qwen2.5-0.5B", method="full", task="dpo", batch=2, seq_len=1024, precompute_ref=True),
+    dict(model=_CFG + "qwen2-moe-3b", method="qlora", batch=4, seq_len=2048, gpu="H200"),
+    dict(model="Falcon-7B", method="qlora", batch=1, seq_len=2048, gpu="H200", label="qlora-layernorm:held-out"),
+    dict(model="Pythia-1B", method="qlora", batch=4, seq_len=2048, gpu="H200", label="qlora-layernorm:held-out"),
+    dict(model="Falcon-7B", method="lora", batch=2, seq_len=1024, gpu="H200"),
+]

@@ -201,9 +201,13 @@ def autocast_weight_copy_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
 def reference_model_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     """DPO's frozen reference policy. PEFT methods get it for free by disabling the
     adapters (PeftModel.disable_adapter); full fine-tuning loads a second bf16 copy
-    (Rafailov et al. 2023; TRL DPOTrainer's ref_model)."""
+    (Rafailov et al. 2023; TRL DPOTrainer's ref_model), unless TRL computes the reference
+    log-probs once before training (precompute_ref_log_probs: the policy, still untrained,
+    is the reference, and no copy is loaded; trl/trainer/dpo_trainer.py)."""
     if plan.task != "dpo" or plan.method != "full":
         return 0, "none" if plan.task != "dpo" else "adapters disabled for the reference pass"
+    if plan.precompute_ref:
+        return 0, "reference log-probs computed before training (precompute_ref_log_probs): no reference copy"
     n = model.total_params() // (plan.shard_count if plan.shards_params else 1)
     return n * 2, f"{n:,} params x 2 B (bf16 reference copy)"
 
@@ -247,6 +251,11 @@ def layernorm_input_per_hidden(model: ModelSpec, plan: Plan) -> float:
     if plan.precision != "fp32" and not compiled_layers(model, plan):
         return a["layernorm_autocast_input_per_hidden"]
     return a["layernorm_input_per_hidden"]
+
+
+def runs_math_sdpa(model: ModelSpec, plan: Plan) -> bool:
+    """Whether the layers' sdpa runs its math kernel (knowledge/targets.toml sdpa_math_kernel)."""
+    return script.attention(model, plan) == "sdpa" and model.modules_table().get("sdpa_math_kernel", False)
 
 
 def math_sdpa_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
@@ -298,7 +307,7 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     b = model.norms_per_layer * (per_norm + norm_weight) * h
     if model.qk_norm:
         b += (rms + norm_weight) * (q + kv)
-    math_kernel = script.attention(model, plan) == "sdpa" and table.get("sdpa_math_kernel", False)
+    math_kernel = runs_math_sdpa(model, plan)
     if math_kernel:
         b += math_sdpa_bytes_per_token(model, plan)
     else:
@@ -698,13 +707,15 @@ def estimate(model: ModelSpec, plan: Plan, gpu: GpuSpec | None = None, max_micro
     terms = tuple(terms)
     kernel = script.attention(model, plan)
     assumptions = [
-        f"attention: {kernel}" + ("" if kernel == "eager" else " (no stored score matrix)"),
+        f"attention: {kernel}" + ("" if kernel == "eager" else " (math kernel: fp32 probabilities kept)"
+                                  if runs_math_sdpa(model, plan) else " (no stored score matrix)"),
         "adapters in fp32 (PEFT default), compute under bf16 autocast" if plan.is_peft else
         f"full fine-tuning, {plan.precision} weights",
         "peak of a steady-state step (optimizer states allocated)",
     ]
     if plan.task == "dpo":
-        assumptions.append("DPO: chosen and rejected in one forward (2 x batch); reference pass under no_grad")
+        reference = "reference log-probs computed before training" if plan.precompute_ref else "reference pass under no_grad"
+        assumptions.append(f"DPO: chosen and rejected in one forward (2 x batch); {reference}")
     if model.is_moe:
         assumptions.append("MoE: activations for the experts each token uses; all-linear adapts attention only "
                            "(fused experts are not nn.Linear); QLoRA leaves the experts bf16")

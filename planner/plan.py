@@ -191,6 +191,7 @@ class Plan:
     max_steps: int = 0             # 0: run the epochs
     dpo_beta: float = 0.1
     dpo_loss_type: str = "sigmoid"
+    precompute_ref: bool = False   # DPO under TRL: the reference log-probs computed once, before training
     # data and run
     data: str = ""
     data_format: str = "auto"
@@ -402,6 +403,9 @@ def validate(plan: Plan, model=None) -> Plan:
     _choice("attn", plan.attn, ATTENTIONS)
     if plan.loss == "model" and plan.task == "dpo":
         raise PlanError("DPO needs per-token log-probabilities, not the model's cross-entropy; use --loss standard or chunked")
+    if plan.precompute_ref and (plan.task != "dpo" or plan.trainer != "trl"):
+        raise PlanError("--precompute-ref-log-probs is TRL's DPO option (DPOConfig precompute_ref_log_probs); use it with "
+                        "--task dpo --trainer trl, or drop it (ftplan's loop runs the reference pass each step)")
     if plan.kbit_prep and plan.method != "qlora":
         raise PlanError("--kbit-prep (prepare_model_for_kbit_training) applies to QLoRA's 4-bit base; drop it")
     for name, low, high, open_low in (("learning_rate", 0.0, 1.0, True), ("epochs", 0.0, 10_000.0, True),

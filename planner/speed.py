@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from planner import knowledge, script
 from planner.hardware import GpuSpec
-from planner.memory import layer_activation_bytes_per_token
+from planner.memory import layer_activation_bytes_per_token, runs_math_sdpa
 from planner.plan import Plan
 from planner.spec import ModelSpec
 
@@ -237,11 +237,13 @@ class Feature:
 
 
 # Fitted elsewhere than bench/fit_speed.py (their runs are not in its files): kept as set in knowledge/speed.toml.
-SET_BY_HAND = ("cpu_optimizer_deepspeed", "cpu_optimizer_torch", "zero3_hooks", "deepspeed_master", "communication")
+SET_BY_HAND = ("cpu_optimizer_deepspeed", "cpu_optimizer_torch", "zero3_hooks", "deepspeed_master", "communication",
+               "attention_math")
 
 FEATURES = (
     Feature("matmul", "flops", "dense matmuls"),
     Feature("attention", "flops", "attention (sdpa)"),
+    Feature("attention_math", "flops", "attention (sdpa's math kernel, fp32, every score computed)"),
     Feature("pointwise_eager", "bytes", "pointwise work, eager layers"),
     Feature("pointwise_compiled", "bytes", "pointwise work, compiled layers"),
     Feature("logits", "bytes", "logits and loss"),
@@ -272,6 +274,7 @@ def raw_features(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> dict[str, float]
     flops = gpu.bf16_tflops * 1e12
     bw = gpu.bandwidth_gbs * 1e9
     compiled = script.compiles(plan)
+    math_kernel = runs_math_sdpa(model, plan)
     act = activation_traffic_bytes(model, plan)
     cpu_params = optimizer_params(model, plan) / plan.shard_count if plan.offload != "none" else 0.0
     accum = plan.grad_accum
@@ -280,7 +283,9 @@ def raw_features(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> dict[str, float]
         "matmul": accum * matmul_flops(model, plan) / flops,
         # sdpa's fused attention reaches less of the datasheet rate than the dense matmuls,
         # and the long-sequence runs tell the two apart
-        "attention": accum * attention_flops(model, plan) / flops,
+        "attention": 0.0 if math_kernel else accum * attention_flops(model, plan) / flops,
+        # the math kernel computes every score, masked or not, in fp32 (planner/memory.py runs_math_sdpa)
+        "attention_math": 2 * accum * attention_flops(model, plan) / flops if math_kernel else 0.0,
         "pointwise_eager": 0.0 if compiled else accum * act / bw,
         "pointwise_compiled": accum * act / bw if compiled else 0.0,
         "logits": accum * logits_traffic_bytes(model, plan) / bw,

@@ -121,6 +121,9 @@ def add_plan_args(p: argparse.ArgumentParser, defaults: bool = True) -> None:
                    help="FSDP: shard over all GPUs, or within a node and replicate across nodes")
     p.add_argument("--dpo-beta", type=positive_float, default=g(d.dpo_beta))
     p.add_argument("--dpo-loss", choices=DPO_LOSSES, default=g(d.dpo_loss_type))
+    p.add_argument("--precompute-ref-log-probs", dest="precompute_ref", action="store_true", default=g(d.precompute_ref),
+                   help="DPO under --trainer trl: compute the reference log-probs once before training; full "
+                        "fine-tuning then keeps no reference copy of the model")
 
 
 def add_speed_args(p: argparse.ArgumentParser) -> None:
@@ -170,7 +173,7 @@ PLAN_FLAGS = {"method": "method", "batch": "batch", "seq_len": "seq_len", "grad_
               "precision": "precision", "optim": "optim", "grad_ckpt": "grad_ckpt", "loss": "loss",
               "compile": "compile", "zero": "zero", "offload": "offload", "engine": "engine", "shard": "shard",
               "dpo_beta": "dpo_beta", "dpo_loss": "dpo_loss_type", "trainer": "trainer",
-              "cast_adapter_inputs": "cast_adapter_inputs", "kbit_prep": "kbit_prep"}
+              "cast_adapter_inputs": "cast_adapter_inputs", "kbit_prep": "kbit_prep", "precompute_ref": "precompute_ref"}
 
 
 def given_settings(args) -> frozenset[str]:
@@ -188,6 +191,7 @@ def plan_from_args(args, model: models.ModelSpec, **overrides) -> Plan:
         dpo_beta=args.dpo_beta, dpo_loss_type=args.dpo_loss,
         trust_remote_code=getattr(args, "trust_remote_code", None) or None,
         trainer=args.trainer, cast_adapter_inputs=args.cast_adapter_inputs, kbit_prep=args.kbit_prep,
+        precompute_ref=args.precompute_ref,
     )
     fields = {k: v for k, v in fields.items() if v is not None}
     if "loss" not in fields:

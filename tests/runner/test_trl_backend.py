@@ -55,6 +55,30 @@ def test_trl_script_trains_checkpoints_and_evaluates_through_the_runner(tmp_path
         assert all("reward_accuracy" in e.values for e in events if isinstance(e, Metric))
 
 
+def test_full_dpo_with_precomputed_reference_log_probs_runs_without_a_reference_copy(tmp_path, tiny_model, dataset):
+    """TRL computes the reference log-probs with the untrained policy before the first step and
+    loads no reference model: the estimate drops the reference copy, the script asks for it,
+    and the run trains through the runner."""
+    from planner import memory
+
+    spec = models.resolve("Llama-3.1-8B")
+    kept, precomputed = (memory.estimate(spec, Plan(model=spec.name, method="full", task="dpo", trainer="trl", loss="chunked",
+                                                    precompute_ref=flag)) for flag in (False, True))
+    assert kept.term_bytes()["reference_model"] == 2 * spec.total_params()
+    assert precomputed.term_bytes().get("reference_model", 0) == 0
+    assert kept.total_bytes - precomputed.total_bytes >= 2 * spec.total_params()
+    with pytest.raises(PlanError, match="--trainer trl"):
+        validate(Plan(model=spec.name, method="full", task="dpo", precompute_ref=True))  # our loop runs the reference pass
+
+    run_dir = _render(tmp_path, tiny_model, dataset("preference", 40), "preference", method="full", task="dpo",
+                      precompute_ref=True)
+    assert "precompute_ref_log_probs=True" in (run_dir / "train.py").read_text()
+    events = list(process.run(run_dir))
+    assert events[-1].state == "succeeded", (run_dir / "stderr.log").read_text()[-3000:]
+    assert [e.step for e in events if isinstance(e, Metric)] == [1, 2, 3, 4]
+    assert all("reward_accuracy" in e.values for e in events if isinstance(e, Metric))
+
+
 def test_sigterm_checkpoints_the_trl_run_and_resume_continues_it(tmp_path, tiny_model, dataset, resume_to_the_end):
     run_dir = _render(tmp_path, tiny_model, dataset("alpaca", 160), "alpaca", max_steps=400, save_steps=1000,
                       eval_fraction=0.0)
@@ -80,6 +104,7 @@ def test_sigterm_checkpoints_the_trl_run_and_resume_continues_it(tmp_path, tiny_
     (dict(method="lora", gpus=2, zero=2), "ZeRO and FSDP"),
     (dict(loss="standard"), "--loss chunked"),
     (dict(loss="fused"), "--loss chunked"),
+    (dict(task="sft", precompute_ref=True), "--task dpo --trainer trl"),
 ])
 def test_what_the_trl_scripts_do_not_cover_is_refused_with_the_alternative(change, needle):
     with pytest.raises(PlanError, match=needle):
