@@ -376,3 +376,14 @@ SHARED_H200_5 = [
     dict(model="Pythia-1B", method="qlora", batch=4, seq_len=2048, gpu="H200", label="qlora-layernorm:held-out"),
     dict(model="Falcon-7B", method="lora", batch=2, seq_len=1024, gpu="H200"),
 ]
+
+# 2026-12-02, H200: the layouts ftplan derives from a config's own code and has not run, written
+# from their published configs with fewer layers (bench/configs/): Granite, SmolLM3 (LoRA, full
+# with checkpointing), OLMoE (LoRA, QLoRA) and Cohere Command R (LoRA, QLoRA; a 256k vocabulary).
+SHARED_H200_6 = [dict(model=_CFG + name, method=method, batch=batch, seq_len=seq, gpu="H200", **extra)
+                 for name, method, batch, seq, extra in (
+    ("granite-2b", "lora", 4, 2048, {}), ("granite-2b", "full", 4, 2048, dict(grad_ckpt=True)),
+    ("smollm3-1b", "lora", 4, 2048, {}), ("smollm3-1b", "full", 4, 2048, dict(grad_ckpt=True)),
+    ("olmoe-2b", "lora", 4, 2048, {}), ("olmoe-2b", "qlora", 4, 2048, {}),
+    ("cohere-4b", "lora", 2, 1024, {}), ("cohere-4b", "qlora", 2, 1024, {}),
+)]

@@ -18,7 +18,7 @@ from planner.errors import ModelError
 # Relative agreement ftplan requires between its shape formulas and the built model.
 PARAMS_TOLERANCE = 0.01
 LORA_TOLERANCE = 0.02
-CACHE_FORMAT = 4
+CACHE_FORMAT = 5
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class Inventory:
     # one layer's saved bytes per token at planner/census.py's small width, per method (lora on
     # all linear layers, full); empty where the census was not taken
     census: dict[str, float] = field(default_factory=dict)
+    # weights of the layers transformers' bitsandbytes integration converts to 4 bits (-1: not counted)
+    quantized_params: int = -1
 
 
 def available() -> bool:
@@ -105,7 +107,25 @@ def _config(cfg: dict, path: str, trust_remote_code: bool):
 
 def build(cfg: dict, path: str = "", trust_remote_code: bool = False, rank: int = 16) -> Inventory:
     """Build the model of `cfg` on the meta device and count its parameters and PEFT's LoRA
-    for its attention layers and for all of its blocks' linear layers."""
+    for its attention layers and for all of its blocks' linear layers. transformers' own log
+    is silenced meanwhile: its notes on the config (a key a config class declines at the
+    census's small width, a token id outside the vocabulary) are not the user's to read, and
+    a build that fails raises, which derive() reports in one line."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity(hf_logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _build(cfg, path, trust_remote_code, rank)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def _build(cfg: dict, path: str, trust_remote_code: bool, rank: int) -> Inventory:
     import warnings
 
     import torch
@@ -129,6 +149,7 @@ def build(cfg: dict, path: str = "", trust_remote_code: bool = False, rank: int 
         sdpa=bool(getattr(model, "_supports_sdpa", False)),
         flex=bool(getattr(model, "_supports_flex_attn", False)),
         versions=f"transformers {transformers.__version__}",
+        quantized_params=_bnb_params(model),
     )
     for name, targets in (("attention", attention), ("all-linear", attention + mlp)):
         inv.lora_params[name] = _lora_count(model, list(targets), rank) if targets else 0
@@ -141,6 +162,18 @@ def build(cfg: dict, path: str = "", trust_remote_code: bool = False, rank: int 
         except Exception:  # a layout the small width cannot express: no census (derive() decides)
             inv.census.clear()
     return inv
+
+
+def _bnb_params(model) -> int:
+    """Weights a 4-bit load quantizes: transformers' bitsandbytes integration replaces modules
+    whose type is exactly nn.Linear (or GPT-2's Conv1D), not subclasses, and skips the output
+    head (integrations/bitsandbytes.py replace_with_bnb_linear, get_keys_to_not_convert)."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    head = model.get_output_embeddings()
+    return sum(m.weight.numel() for m in model.modules()
+               if (type(m) is torch.nn.Linear or isinstance(m, Conv1D)) and m is not head)
 
 
 def _block_linears(model, experts: int | None) -> tuple[tuple[str, ...], tuple[str, ...]]:

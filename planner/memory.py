@@ -237,9 +237,10 @@ def _group_width(model: ModelSpec, group: str, inter: int) -> int:
 def compiled_layers(model: ModelSpec, plan: Plan) -> bool:
     """Whether the layers keep what their compiled graph keeps (knowledge/memory.toml's
     compiled_* rows). Not QLoRA on a LayerNorm family: CUDA autocast's fp32 LayerNorm output
-    reaches bitsandbytes' 4-bit layers, which return their output in their input's dtype, and
-    the one such run, Pythia-1B QLoRA compiled under TRL (bench/results/shared-h200-1.jsonl),
-    peaked at the uncompiled count (0.0%; 11.8% above the compiled one)."""
+    reaches bitsandbytes' 4-bit layers, which return their output in their input's dtype:
+    Pythia-1B QLoRA compiled under TRL (bench/results/shared-h200-1.jsonl) peaked at the
+    uncompiled count (0.0%; 11.8% above the compiled one), and a run held out from that,
+    under ftplan's loop (shared-h200-5.jsonl), is within 1.7%."""
     return script.compiles(plan) and not (plan.method == "qlora" and model.norm == "layernorm")
 
 
@@ -266,9 +267,11 @@ def math_sdpa_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     "keep query, key, value in high precision") and keeps the fp32 probabilities (S x S per
     head) and fp32 copies of q, k and v. k and v, broadcast over the heads, stay one head
     wide at batch 1 and are copied to every head beyond it (the batched matmul flattens
-    batch and heads). The GPU census measures it: bench/results/census-gpu-h200.jsonl."""
+    batch and heads). The GPU census measures it: bench/results/census-gpu-h200.jsonl.
+    Compiled layers keep no such copies: Falcon-7B LoRA b2 s1024 compiled
+    (shared-h200-5.jsonl) is +4.2% without them, +9.6% with them."""
     a = _k("activations")
-    heads_kv = model.kv_width if plan.batch == 1 else model.q_width
+    heads_kv = model.kv_width if plan.batch == 1 or compiled_layers(model, plan) else model.q_width
     return int(a["math_sdpa_probs_per_head_position"] * model.num_heads * plan.seq_len
                + a["math_sdpa_qkv_per_width"] * (model.q_width + 2 * heads_kv))
 

@@ -223,6 +223,8 @@ def why_nowhere(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> str:
 # Changes that make a plan fit, in order of what they cost: speed first kept, then precision.
 CHANGES = (
     {},
+    # TRL's DPO: the reference log-probs computed before training, no reference copy (full fine-tuning)
+    {"precompute_ref": True},
     {"grad_ckpt": True},
     {"loss": "chunked"},
     {"grad_ckpt": True, "loss": "chunked"},
@@ -231,7 +233,8 @@ CHANGES = (
 )
 FLAGS = {"grad_ckpt": lambda v: "--grad-ckpt" if v else "--no-grad-ckpt", "loss": lambda v: f"--loss {v}",
          "method": lambda v: f"--method {v}", "precision": lambda v: f"--precision {v}",
-         "zero": lambda v: f"--zero {v}", "offload": lambda v: f"--offload {v}", "engine": lambda v: f"--engine {v}"}
+         "zero": lambda v: f"--zero {v}", "offload": lambda v: f"--offload {v}", "engine": lambda v: f"--engine {v}",
+         "precompute_ref": lambda v: "--precompute-ref-log-probs"}
 
 
 @dataclass(frozen=True)

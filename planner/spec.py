@@ -45,6 +45,7 @@ class ModelSpec:
     attention_modules: tuple[str, ...] = ()   # LoRA target names of the attention projections
     mlp_modules: tuple[str, ...] = ()         # and of the feed-forward (dense) linear layers
     derived_from: str = ""                    # how transformers' own build of the config was read
+    bnb_linear_params: int = -1               # weights bitsandbytes quantizes as the script loads them (-1: the formula)
     sdpa: bool = True                         # transformers runs this architecture with sdpa
     flex: bool = True                         # and with FlexAttention (knowledge/targets.toml `flex` for a family)
 
@@ -145,7 +146,13 @@ class ModelSpec:
         """Weights bitsandbytes stores in 4 bits: the blocks' nn.Linear layers. transformers 5
         fuses MoE experts into 3-D parameters, which its bnb integration leaves in bf16
         (measured on the H200: 705 MB of a Mixtral-shaped model's 861 MB stayed bf16;
-        docs/guides.md#mixture-of-experts)."""
+        docs/guides.md#mixture-of-experts), and converts only modules whose type is exactly
+        nn.Linear (a family's table says `bnb_quantizes = false` where its layers subclass it).
+        Counted from the model's own code where it was built (planner/inventory.py)."""
+        if self.bnb_linear_params >= 0:
+            return self.bnb_linear_params
+        if (family_table(self.family) or {}).get("bnb_quantizes", True) is False:
+            return 0
         return self.linear_params() - self.expert_params()
 
     def active_linear_params(self) -> int:

@@ -61,3 +61,32 @@ def test_mixture_of_experts_formula_matches_the_census_of_its_published_config(r
     plan = Plan(model=str(tmp_path), method=method, seq_len=config_census.TOKENS[0][1], compile=False)
     measured = config_census.per_layer_per_token(cfg, method, small.target_modules("all-linear"))
     assert memory.layer_activation_bytes_per_token(small, plan) == pytest.approx(measured, rel=0.03)
+
+
+@pytest.mark.parametrize("name", ["Llama-3.2-1B", "Mistral-7B-v0.3", "Qwen2.5-0.5B", "Qwen3-0.6B", "Gemma-2-2B", "Gemma-3-1B",
+                                  "Phi-3-mini-4k", "Pythia-1B", "Falcon-7B"])
+def test_qlora_counts_the_weights_bitsandbytes_really_quantizes(name):
+    """A 4-bit load of a small model of each family on the CPU: the weights in bitsandbytes'
+    Linear4bit layers are what the model's own code says a load converts (planner/inventory.py)
+    and what the estimate counts in NF4 at the small width. Falcon's layers subclass nn.Linear,
+    which transformers does not convert: none is quantized, and a QLoRA plan is refused."""
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+
+    from planner import inventory
+    from planner.errors import PlanError
+    from planner.plan import validate
+
+    spec = models.resolve(name)
+    small = census.small_spec(spec, 2)
+    plan = Plan(model=name, method="qlora", seq_len=64)
+    bf16 = census._model(small, Plan(model=name, method="full", seq_len=64))
+    loaded = census._quantized(bf16, plan)
+    in_4bit = sum(m.in_features * m.out_features for m in loaded.modules() if isinstance(m, bnb.nn.Linear4bit))
+    assert in_4bit == inventory._bnb_params(bf16) == small.quantized_params()
+    if spec.quantized_params() == 0:
+        assert name == "Falcon-7B"
+        with pytest.raises(PlanError, match="--method lora"):
+            validate(plan, spec)
+    else:
+        assert in_4bit > 0 and validate(plan, spec) is plan

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from planner import evidence, hardware, memory, models
-from planner.plan import Plan
+from planner.errors import PlanError
+from planner.plan import Plan, validate
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "results"
 ENGINES = BENCH / "memory-h100-engines.jsonl"
@@ -21,11 +22,28 @@ RESULTS = [BENCH / "memory-h100.jsonl", BENCH / "memory-h100-compiled.jsonl", BE
            BENCH / "events-h100.jsonl", H200_32B, BENCH / "families-h200.jsonl",
            BENCH / "packing-h200.jsonl", BENCH / "packing-flex-h200.jsonl", BENCH / "trl-h200.jsonl",
            BENCH / "trl-h200-2.jsonl", BENCH / "ckpt-flex-h200.jsonl", BENCH / "shared-h200-1.jsonl", BENCH / "shared-h200-2.jsonl",
-           BENCH / "shared-h200-3.jsonl", BENCH / "shared-h200-4.jsonl"]
+           BENCH / "shared-h200-3.jsonl", BENCH / "shared-h200-4.jsonl", BENCH / "shared-h200-5.jsonl",
+           BENCH / "shared-h200-6.jsonl"]
 H100 = hardware.resolve("H100-SXM")
 
-def runs(files=RESULTS):
+def committed(files=RESULTS):
     return [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
+
+
+def refusal(run) -> str:
+    """Why the planner now refuses a committed run's plan, or "": a run can show that a plan
+    does not do what it says (test_a_refused_plan_is_refused_for_what_its_run_showed)."""
+    plan = Plan(**run["plan"])
+    try:
+        validate(plan, models.resolve(plan.model))
+    except PlanError as e:
+        return str(e)
+    return ""
+
+
+def runs(files=RESULTS):
+    """The committed runs of plans the planner estimates."""
+    return [r for r in committed(files) if not refusal(r)]
 
 
 def key(plan: Plan):
@@ -99,11 +117,14 @@ def test_each_run_of_a_measured_family_within_its_bound(run):
     assert error(run) <= evidence_of(run).bound <= 0.08
 
 
-@pytest.mark.parametrize("run", [r for r in runs() if ran(r) and evidence_of(r).kind == "derived"], ids=run_id)
-def test_each_run_of_a_derived_plan_within_the_margin_its_evidence_states(run):
+def test_each_run_of_a_derived_plan_within_the_margin_its_evidence_states():
     """A family or setting never measured (or measured and missed, its evidence says how much)
-    carries a margin: the formulas' miss stays inside it, so the verdict with it holds."""
-    assert error(run) <= evidence_of(run).margin
+    carries a margin: the formulas' miss stays inside it, so the verdict with it holds. (Each
+    family and setting run so far has since become measured; the first runs of one that is
+    still derived land here.)"""
+    for run in runs():
+        if ran(run) and evidence_of(run).kind == "derived":
+            assert error(run) <= evidence_of(run).margin, run_id(run)
 
 
 def test_every_fit_verdict_is_right():
@@ -112,6 +133,17 @@ def test_every_fit_verdict_is_right():
         plan = Plan(**r["plan"])
         est = memory.total_bytes(models.resolve(plan.model), plan)  # with the margin of a derived family
         assert (est <= capacity(plan)) == (not r["oom"]), key(plan)
+
+
+def test_a_refused_plan_is_refused_for_what_its_run_showed():
+    """Falcon-7B "QLoRA" (shared-h200-5.jsonl) peaked where its LoRA plan did: bitsandbytes had
+    quantized none of its layers, so the planner refuses QLoRA on Falcon and says why."""
+    refused = [r for r in committed() if refusal(r)]
+    assert [(r["plan"]["model"], r["plan"]["method"]) for r in refused] == [("Falcon-7B", "qlora")]
+    assert "bitsandbytes would quantize none" in refusal(refused[0])
+    lora = next(r for r in runs() if r["plan"]["model"] == "Falcon-7B" and r["plan"]["method"] == "lora"
+                and r["plan"]["batch"] == refused[0]["plan"]["batch"] and r["plan"]["seq_len"] == refused[0]["plan"]["seq_len"])
+    assert refused[0]["measured_nvml_peak_bytes"] == pytest.approx(lora["measured_nvml_peak_bytes"], rel=0.01)
 
 
 def test_a_30b_class_qlora_on_the_h200_ran_and_one_went_out_of_memory():

@@ -101,3 +101,16 @@ def test_a_fixed_gpu_count_comes_back_with_fixes_that_fit():
     assert fixes and any(f.plan.world_size > 1 for f in fixes)
     for fix in fixes:
         _assert_fits(model, fix.plan, gpu)
+
+
+def test_trl_full_dpo_that_does_not_fit_is_offered_the_precomputed_reference_first():
+    """Precomputing the reference log-probs changes nothing the run learns and drops the
+    reference copy, so for TRL's full DPO it is the first fix; ftplan's loop is not offered it."""
+    spec, gpu = models.resolve("Llama-3.2-3B"), hardware.resolve("A100-40GB")
+    plan = Plan(model=spec.name, method="full", task="dpo", trainer="trl", loss="chunked", batch=4, seq_len=2048)
+    assert not memory.estimate(spec, plan, gpu).fits
+    fixes = search.fixes(spec, plan, gpu)
+    assert fixes[0].flags.startswith("--precompute-ref-log-probs") and fixes[0].plan.precompute_ref
+    assert fixes[0].verdict.fits and fixes[0].plan.effective_batch == plan.effective_batch
+    ours = search.fixes(spec, plan.with_(trainer="ftplan", loss="standard"), gpu)
+    assert ours and not any(f.plan.precompute_ref for f in ours)
