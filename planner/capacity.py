@@ -10,7 +10,7 @@ from planner import hardware, recommend
 from planner.errors import PlanError
 from planner.hardware import GpuSpec
 from planner.models import ModelSpec
-from planner.plan import Plan
+from planner.plan import Plan, validate
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,9 @@ def setups(model: ModelSpec, plan: Plan, gpus: list[GpuSpec] | None = None, data
            given: frozenset[str] = frozenset(), price_per_hour: float | None = None) -> list[Setup]:
     """One setup per GPU type: what recommend gives for the job on that type, starting from one
     GPU with the method and the settings in `given` kept. Sorted by the job's cost, or by the
-    hourly price without a dataset. A card without bf16 plans fp16 (GpuSpec.half_precision)."""
+    hourly price without a dataset. A card without bf16 plans fp16 (GpuSpec.half_precision).
+    A plan the model cannot run is refused here, with its reason, not reported as fitting nowhere."""
+    validate(plan, model)
     out = []
     for gpu in gpus if gpus is not None else hardware.catalog():
         if gpu.bf16_tflops <= 0:

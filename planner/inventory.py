@@ -18,7 +18,7 @@ from planner.errors import ModelError
 # Relative agreement ftplan requires between its shape formulas and the built model.
 PARAMS_TOLERANCE = 0.01
 LORA_TOLERANCE = 0.02
-CACHE_FORMAT = 5
+CACHE_FORMAT = 6
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class Inventory:
     census: dict[str, float] = field(default_factory=dict)
     # weights of the layers transformers' bitsandbytes integration converts to 4 bits (-1: not counted)
     quantized_params: int = -1
+    logit_scale: float = 1.0          # the config's transform of the logits (ModelSpec.logit_scale)
+    logit_softcap: float = 0.0
 
 
 def available() -> bool:
@@ -150,6 +152,7 @@ def _build(cfg: dict, path: str, trust_remote_code: bool, rank: int) -> Inventor
         flex=bool(getattr(model, "_supports_flex_attn", False)),
         versions=f"transformers {transformers.__version__}",
         quantized_params=_bnb_params(model),
+        logit_scale=logit_scale(text), logit_softcap=float(getattr(text, "final_logit_softcapping", None) or 0.0),
     )
     for name, targets in (("attention", attention), ("all-linear", attention + mlp)):
         inv.lora_params[name] = _lora_count(model, list(targets), rank) if targets else 0
@@ -162,6 +165,16 @@ def _build(cfg: dict, path: str, trust_remote_code: bool, rank: int) -> Inventor
         except Exception:  # a layout the small width cannot express: no census (derive() decides)
             inv.census.clear()
     return inv
+
+
+def logit_scale(config) -> float:
+    """What the model multiplies its logits by: Cohere's logit_scale, or one over Granite's
+    logits_scaling (each model's forward in transformers 5; TRL's chunked loss reads the same
+    keys, trl/trainer/sft_trainer.py)."""
+    scale = getattr(config, "logit_scale", None)
+    if scale is None and getattr(config, "logits_scaling", None):
+        scale = 1.0 / config.logits_scaling
+    return float(1.0 if scale is None else scale)
 
 
 def _bnb_params(model) -> int:

@@ -250,6 +250,7 @@ def derive(spec: ModelSpec, cfg: dict, trust_remote_code: bool = False) -> Model
                          f"fix the config or plan a catalog model") from None
     known = family_table(spec.family) is not None
     spec = replace(spec, tied_embeddings=inv.tied_embeddings, sdpa=inv.sdpa, flex=inv.flex, bnb_linear_params=inv.quantized_params,
+                   logit_scale=inv.logit_scale, logit_softcap=inv.logit_softcap,
                    derived_from=f"{inv.architecture} built on the meta device by {inv.versions}: {inv.total_params:,} parameters")
     if not known:
         unknown = [m for m in inv.attention_modules + inv.mlp_modules if m not in MODULE_NAMES]

@@ -10,7 +10,7 @@ from planner import knowledge, memory, rules, script, search, speed
 from planner.errors import PlanError
 from planner.hardware import GpuSpec
 from planner.models import ModelSpec
-from planner.plan import Plan, default_loss
+from planner.plan import Plan, default_loss, validate
 from planner.rules import Recommendation
 
 TASK_KINDS = ("classification", "style", "instruction", "chat", "qa", "summarization", "general",
@@ -78,6 +78,8 @@ def recommend(model: ModelSpec, base: Plan, gpu: GpuSpec, examples: int | None =
         given = given | {"method"}
     if "precision" not in given and base.precision in ("bf16", "fp16"):
         base = base.with_(precision=gpu.half_precision)  # the card decides: bf16, or fp16 where it has none
+    if "method" in given:
+        validate(base, model)  # a method the model cannot run is refused with its reason, not searched for
     facts = {"task": base.task, "task_kind": task_kind, "family": model.family, "examples": examples,
              "params_b": model.total_params() / 1e9, "method": base.method, "bf16": gpu.bf16}
     recs: list[Recommendation] = []
@@ -95,9 +97,10 @@ def recommend(model: ModelSpec, base: Plan, gpu: GpuSpec, examples: int | None =
             if search.configure(model, trial, gpu, trial.world_size) is not None:
                 chosen = row
                 break
-        if chosen is None:
-            chosen = rules.rule("method.qlora")
-            notes.append(f"even QLoRA at batch 1 does not fit {base.world_size} x {gpu.name}; see the GPU count below")
+        if chosen is None:  # the leanest method the model can run: QLoRA, or LoRA where bitsandbytes quantizes nothing
+            chosen = rules.rule("method.qlora" if model.quantized_params() else "method.lora")
+            leanest = "QLoRA" if chosen["value"] == "qlora" else "LoRA"
+            notes.append(f"even {leanest} at batch 1 does not fit {base.world_size} x {gpu.name}; see the GPU count below")
         plan = plan.with_(method=chosen["value"])
         recs.append(Recommendation("method", chosen["value"], chosen["id"], chosen["why"], chosen["source"]))
     facts["method"] = plan.method

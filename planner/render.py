@@ -252,7 +252,11 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
         run_dir=str(run_dir), command=command, estimate_lines=est_lines, estimate_total=est_total,
         estimate_gpu=est_gpu, rule_lines=rule_lines, evidence_line=evidence.of(model, plan).line(), target_modules=list(decided.adapted_modules),
         ia3_feedforward=list(decided.ia3_feedforward),
-        loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"], discopop_tau=knowledge.table("trl")["discopop_tau"]["value"],
+        loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"],
+        # a loss that multiplies the head's weight itself applies the model's own logit transform
+        logit_scale=model.logit_scale if plan.loss in ("chunked", "fused") and plan.trainer == "ftplan" else 1.0,
+        logit_softcap=model.logit_softcap if plan.loss in ("chunked", "fused") and plan.trainer == "ftplan" else 0.0,
+        discopop_tau=knowledge.table("trl")["discopop_tau"]["value"],
         packs=script.packs(plan), checkpoint_bytes=disk.checkpoint_bytes(model, plan), final_bytes=disk.final_model_bytes(model, plan), signal_grace_s=knowledge.table("distributed")["slurm"]["signal_grace_s"],
         max_requeues=knowledge.table("distributed")["slurm"]["max_requeues"],
         half="float16" if plan.precision == "fp16" else "bfloat16", scaler_arg=scaler_arg,

@@ -208,15 +208,17 @@ def why_nowhere(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> str:
     """Why `place` found nothing, in one line: the host RAM a process needs where that is the
     limit, else the GPU memory."""
     widest = layout(plan, MAX_GPUS)
+    # QLoRA is offered only where it is not the plan already and bitsandbytes quantizes the model
+    qlora = ", or QLoRA" if plan.method != Method.QLORA and model.quantized_params() else ""
     host = min((memory.host_ram_bytes(model, widest.with_(zero=s["zero"], offload=s.get("offload", "none")))
                 for s in stages()), default=0)
     if gpu.host_ram_bytes_per_gpu and host > gpu.host_ram_bytes_per_gpu:
         return (f"{model.name} {plan.method} does not fit on any number of {gpu.name}: each training process needs "
                 f"{host / 2**30:.0f} GiB of host RAM (the weights as they load), and a node of them has "
                 f"{gpu.host_ram_bytes_per_gpu / 2**30:.0f} GiB per GPU (knowledge/gpus.toml); use a GPU with more host RAM "
-                f"per card, or QLoRA")
+                f"per card{qlora}")
     return (f"{model.name} {plan.method} does not fit on up to {MAX_GPUS} x {gpu.name}; "
-            f"choose a larger GPU, QLoRA or a shorter --seq-len")
+            f"choose a larger GPU{qlora} or a shorter --seq-len")
 
 
 # ====================================================================== repairs

@@ -46,6 +46,11 @@ class ModelSpec:
     mlp_modules: tuple[str, ...] = ()         # and of the feed-forward (dense) linear layers
     derived_from: str = ""                    # how transformers' own build of the config was read
     bnb_linear_params: int = -1               # weights bitsandbytes quantizes as the script loads them (-1: the formula)
+    # what the model does to its logits after the head (its forward; a loss that multiplies the
+    # head's weight itself must do the same): a scale (Cohere's logit_scale, 1 / Granite's
+    # logits_scaling), then soft-capping (Gemma 2's final_logit_softcapping: cap * tanh(x / cap))
+    logit_scale: float = 1.0
+    logit_softcap: float = 0.0
     sdpa: bool = True                         # transformers runs this architecture with sdpa
     flex: bool = True                         # and with FlexAttention (knowledge/targets.toml `flex` for a family)
 

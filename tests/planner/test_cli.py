@@ -63,6 +63,12 @@ def test_estimate_does_not_import_torch_or_transformers():
     (("submit", "/nonexistent/run"), "no slurm.sbatch"),
     (("estimate", "--model", "Llama-3.1-8B", "--engine", "fsdp", "--zero", "2", "--gpus", "2"), "drop --zero"),
     (("data", "/nonexistent.jsonl"), "no such dataset"),
+    # QLoRA where bitsandbytes quantizes no layer: every command refuses it with the same reason
+    (("estimate", "--model", "Falcon-7B", "--method", "qlora", "--gpu", "H200"), "--method lora"),
+    (("recommend", "--model", "Falcon-7B", "--method", "qlora", "--gpu", "H200"), "--method lora"),
+    (("capacity", "--model", "Falcon-7B", "--method", "qlora"), "--method lora"),
+    (("render", "--model", "Falcon-7B", "--method", "qlora", "--gpu", "H200", "--data",
+      str(ROOT / "runner" / "data" / "instructions.jsonl"), "-o", "/tmp/ftplan-never"), "--method lora"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle):
     out = cli(*args)
@@ -70,6 +76,13 @@ def test_bad_input_is_one_line_exit_2(args, needle):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ftplan: error:") and needle in lines[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_plan_that_fits_nowhere_offers_qlora_only_where_bitsandbytes_quantizes_the_model():
+    falcon = cli("recommend", "--model", "Falcon-7B", "--gpu", "T4")
+    assert falcon.returncode == 2 and "Falcon-7B lora does not fit" in falcon.stderr and "QLoRA" not in falcon.stderr
+    llama = cli("recommend", "--model", "Llama-3.1-70B", "--method", "full", "--gpu", "T4")
+    assert llama.returncode == 2 and "QLoRA" in llama.stderr
 
 
 def test_malformed_config_json_is_one_line(tmp_path):

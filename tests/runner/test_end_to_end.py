@@ -94,6 +94,39 @@ def test_loss_falls_with_the_demo_settings(tmp_path, tiny_model, dataset):
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.1
 
 
+def _tiny_of(out_dir, config_class, **extra):
+    """A 2-layer model of another architecture with the tiny model's tokenizer."""
+    import transformers
+
+    from runner.tiny import build_model, build_tokenizer
+
+    tok = build_tokenizer(out_dir)
+    config = getattr(transformers, config_class)(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                                 num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                                 bos_token_id=2, eos_token_id=3, pad_token_id=0, **extra)
+    return build_model(out_dir, config)
+
+
+@pytest.mark.parametrize("config_class,transform", [("Gemma2Config", dict(final_logit_softcapping=0.5)),
+                                                    ("GraniteConfig", dict(logits_scaling=4.0))])
+@pytest.mark.parametrize("loss", ["chunked"])
+def test_a_loss_that_applies_the_head_itself_applies_the_models_logit_transform(tmp_path, dataset, config_class, transform, loss):
+    """Gemma 2 soft-caps its logits and Granite scales them in their forward: the chunked loss,
+    which multiplies the head's weight itself, does the same, so its first-step loss is the
+    standard loss's (the model's own logits)."""
+    model_dir = _tiny_of(tmp_path / "model", config_class, **transform)
+    first = {}
+    for kind in ("standard", loss):
+        run_dir, _ = _render(tmp_path / kind, model_dir, dataset("alpaca"), "alpaca", method="lora", loss=kind,
+                             max_steps=1, save_steps=10, eval_fraction=0.0)
+        text = (run_dir / "train.py").read_text()
+        assert ("LOGIT_SOFTCAP" in text or "LOGIT_SCALE" in text) == (kind != "standard")
+        events = _run(run_dir)
+        assert events[-1].state == "succeeded", (run_dir / "stderr.log").read_text()[-3000:]
+        first[kind] = [e for e in events if isinstance(e, Metric)][0].values["loss"]
+    assert first["standard"] == pytest.approx(first[loss], rel=1e-4)
+
+
 def test_chunked_loss_matches_standard(tmp_path, tiny_model, dataset):
     """The chunked loss is the same function as the standard one: equal first-step loss."""
     first = {}
