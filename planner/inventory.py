@@ -113,18 +113,23 @@ def build(cfg: dict, path: str = "", trust_remote_code: bool = False, rank: int 
     is silenced meanwhile: its notes on the config (a key a config class declines at the
     census's small width, a token id outside the vocabulary) are not the user's to read, and
     a build that fails raises, which derive() reports in one line."""
+    import logging
     import warnings
 
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity(hf_logging.CRITICAL)
+    bnb = logging.getLogger("bitsandbytes")  # PEFT imports it; on some CPUs it notes a kernel it could not load
+    bnb_level = bnb.level
+    bnb.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return _build(cfg, path, trust_remote_code, rank)
     finally:
         hf_logging.set_verbosity(verbosity)
+        bnb.setLevel(bnb_level)
 
 
 def _build(cfg: dict, path: str, trust_remote_code: bool, rank: int) -> Inventory:

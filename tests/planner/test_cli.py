@@ -85,6 +85,19 @@ def test_a_plan_that_fits_nowhere_offers_qlora_only_where_bitsandbytes_quantizes
     assert llama.returncode == 2 and "QLoRA" in llama.stderr
 
 
+def test_a_config_refused_after_reading_its_code_is_one_line(tmp_path):
+    """Building the model from its code imports transformers, PEFT and bitsandbytes, whose own
+    notes (a kernel a CPU lacks, a config key declined) must not reach the user's terminal."""
+    pytest.importorskip("peft")
+    (tmp_path / "config.json").write_text(json.dumps({
+        "architectures": ["PhiForCausalLM"], "model_type": "phi", "hidden_size": 256, "intermediate_size": 1024,
+        "num_hidden_layers": 2, "num_attention_heads": 8, "vocab_size": 1000, "partial_rotary_factor": 0.4}))
+    out = subprocess.run([sys.executable, "-m", "planner", "estimate", "--model", str(tmp_path), "--gpu", "H200"],
+                         capture_output=True, text=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
+                         "PYTHONPATH": str(ROOT), "FTPLAN_CACHE": str(tmp_path / "cache"), "HOME": str(tmp_path)})
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "does not model" in out.stderr, out.stderr
+
+
 def test_malformed_config_json_is_one_line(tmp_path):
     (tmp_path / "config.json").write_text("{oops")
     out = cli("estimate", "--model", str(tmp_path / "config.json"))
