@@ -133,16 +133,13 @@ def build(cfg: dict, path: str = "", trust_remote_code: bool = False, rank: int 
 
 
 def _build(cfg: dict, path: str, trust_remote_code: bool, rank: int) -> Inventory:
-    import warnings
-
     import torch
     import transformers
     from transformers import AutoModelForCausalLM
 
     config = _config(cfg, path, trust_remote_code)
     try:
-        with torch.device("meta"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     except ValueError as e:
         raise ModelError(f"transformers cannot build {type(config).__name__} as a causal LM ({str(e)[:100]})") from None

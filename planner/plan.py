@@ -433,8 +433,8 @@ def validate(plan: Plan, model=None) -> Plan:
 
 def _validate_against_model(plan: Plan, model) -> None:
     if plan.method == "qlora" and model.quantized_params() == 0:
-        raise PlanError(f"bitsandbytes would quantize none of {model.name}'s layers (transformers converts only layers of "
-                        f"type nn.Linear, and its are subclasses), so QLoRA would be LoRA on a bf16 base; use --method lora")
+        raise PlanError(f"bitsandbytes would quantize none of {model.name}'s layers (transformers converts layers whose type "
+                        f"is exactly nn.Linear, and these subclass it), so QLoRA would be LoRA on a bf16 base; use --method lora")
     if plan.is_low_rank:
         modules = model.target_modules(plan.targets)
         # a gate to a single logit (Qwen2-MoE's shared_expert_gate) takes any rank in PEFT; the rest bound it
