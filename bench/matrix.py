@@ -387,3 +387,11 @@ SHARED_H200_6 = [dict(model=_CFG + name, method=method, batch=batch, seq_len=seq
     ("olmoe-2b", "lora", 4, 2048, {}), ("olmoe-2b", "qlora", 4, 2048, {}),
     ("cohere-4b", "lora", 2, 1024, {}), ("cohere-4b", "qlora", 2, 1024, {}),
 )]
+
+# 2026-12-02, H200: the chunked loss applying the model's own logit transform (Gemma 2's
+# soft-capping, Cohere's scale) on the GPU, the scripts unchanged.
+LOGIT_TRANSFORM_H200 = [
+    dict(model="Gemma-2-2B", method="lora", batch=4, seq_len=2048, loss="chunked", gpu="H200"),
+    dict(model="Gemma-2-2B", method="full", batch=4, seq_len=2048, loss="chunked", grad_ckpt=True, gpu="H200"),
+    dict(model=_CFG + "cohere-4b", method="lora", batch=2, seq_len=1024, loss="chunked", gpu="H200"),
+]
