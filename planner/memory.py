@@ -722,6 +722,11 @@ def estimate(model: ModelSpec, plan: Plan, gpu: GpuSpec | None = None, max_micro
     if model.is_moe:
         assumptions.append("MoE: activations for the experts each token uses; all-linear adapts attention only "
                            "(fused experts are not nn.Linear); QLoRA leaves the experts bf16")
+        if plan.method == "full" and plan.trainer == "ftplan":
+            # transformers adds the routers' load-balancing loss only with output_router_logits,
+            # off in these configs; TRL's trainers turn it on (trl/trainer/sft_trainer.py)
+            assumptions.append("MoE full fine-tuning: the routers train on the language-model loss alone, with no "
+                               "load-balancing loss (transformers' default); --trainer trl adds it (router_aux_loss_coef)")
     return Estimate(
         plan=plan, model=model, terms=terms, gpu=gpu, trainable_params=script.trainable_params(model, plan),
         host_ram_bytes=host_ram_bytes(model, plan),
