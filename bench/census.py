@@ -116,21 +116,9 @@ def saved_by_kind(spec: models.ModelSpec, plan: Plan, shape: tuple[int, int], de
 
     with torch.device(device):
         model = _model(spec, plan)
-    params = {p.data_ptr() for p in model.parameters()}
-    seen: dict[int, tuple[int, str]] = {}
-
-    def pack(t):
-        if t.numel() and t.data_ptr() not in params:
-            storage = t.untyped_storage()
-            seen[storage.data_ptr()] = (storage.nbytes(), f"{t.dtype} x{t.shape[-1]}")
-        return t.detach()
-
     ids = torch.randint(0, spec.vocab_size, shape, device=device)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
-            torch.autocast(device, dtype=torch.bfloat16, enabled=plan.precision != "fp32"):
-        census.decoder(model)(input_ids=ids)
     kinds = collections.Counter()
-    for nbytes, kind in seen.values():
+    for nbytes, kind in census.saved_storages(model, ids, device, autocast=plan.precision != "fp32").values():
         kinds[kind] += nbytes
     return dict(kinds)
 

@@ -78,24 +78,30 @@ def decoder(model):
     return getattr(base, base.base_model_prefix)
 
 
-def saved_bytes(model, ids, device: str = "cpu", autocast: bool = True) -> int:
-    """Bytes of the distinct storages autograd saves for backward while the decoder of
-    `model` runs on `ids` (no lm_head, no loss; parameters left out)."""
+def saved_storages(model, ids, device: str = "cpu", autocast: bool = True) -> dict[int, tuple[int, str]]:
+    """The distinct storages autograd saves for backward while the decoder of `model` runs on
+    `ids` (no lm_head, no loss; parameters left out), by address: their bytes and the kind of
+    the first tensor saved in each ("torch.float32 x4544": dtype and last dimension)."""
     import torch
 
     params = {p.data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
+    seen: dict[int, tuple[int, str]] = {}
 
     def pack(t):
         if t.numel() and t.data_ptr() not in params:
             storage = t.untyped_storage()
-            seen[storage.data_ptr()] = max(seen.get(storage.data_ptr(), 0), storage.nbytes())
+            seen.setdefault(storage.data_ptr(), (storage.nbytes(), f"{t.dtype} x{t.shape[-1] if t.dim() else 1}"))
         return t.detach()  # the tensor itself would tie its graph into a cycle Python never frees
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
             torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
         decoder(model)(input_ids=ids)
-    return sum(seen.values())
+    return seen
+
+
+def saved_bytes(model, ids, device: str = "cpu", autocast: bool = True) -> int:
+    """Bytes of the distinct storages autograd saves for backward (saved_storages)."""
+    return sum(nbytes for nbytes, _ in saved_storages(model, ids, device, autocast).values())
 
 
 def _saved_bytes(cfg: dict, method: str, targets: list[str], shapes) -> list[int]:

@@ -236,6 +236,7 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
         raise RenderError(f"a {plan.task} script reads {' or '.join(CONCRETE_FORMATS[plan.task])} rows, not {data_format!r}; "
                           f"give --data-format")
     decided = script.decide(model, plan)
+    logit_scale, logit_softcap = script.logit_transform(model, plan)
     scaler_arg = ", scaler" if plan.precision == "fp16" else ""  # fp16 scripts save and load the loss scaler
     est_lines, est_total, est_gpu = [], "not estimated (no GPU given)", "-"
     if estimate is not None:
@@ -253,9 +254,7 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
         estimate_gpu=est_gpu, rule_lines=rule_lines, evidence_line=evidence.of(model, plan).line(), target_modules=list(decided.adapted_modules),
         ia3_feedforward=list(decided.ia3_feedforward),
         loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"],
-        # a loss that multiplies the head's weight itself applies the model's own logit transform
-        logit_scale=model.logit_scale if plan.loss in ("chunked", "fused") and plan.trainer == "ftplan" else 1.0,
-        logit_softcap=model.logit_softcap if plan.loss in ("chunked", "fused") and plan.trainer == "ftplan" else 0.0,
+        logit_scale=logit_scale, logit_softcap=logit_softcap,
         discopop_tau=knowledge.table("trl")["discopop_tau"]["value"],
         packs=script.packs(plan), checkpoint_bytes=disk.checkpoint_bytes(model, plan), final_bytes=disk.final_model_bytes(model, plan), signal_grace_s=knowledge.table("distributed")["slurm"]["signal_grace_s"],
         max_requeues=knowledge.table("distributed")["slurm"]["max_requeues"],

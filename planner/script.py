@@ -182,6 +182,16 @@ class Script:
                 "ia3_feedforward": list(self.ia3_feedforward)}
 
 
+def logit_transform(model: ModelSpec, plan: Plan) -> tuple[float, float]:
+    """(scale, soft-cap) the script's loss applies to the logits itself: ftplan's chunked and
+    fused losses multiply the head's weight without the model's forward, so they apply what
+    that forward does (ModelSpec.logit_scale, logit_softcap); every other path reads the
+    model's own logits, and TRL's head applies the transform itself. (1.0, 0.0): nothing."""
+    if plan.trainer == "ftplan" and plan.loss in ("chunked", "fused"):
+        return model.logit_scale, model.logit_softcap
+    return 1.0, 0.0
+
+
 def decide(model: ModelSpec, plan: Plan) -> Script:
     return Script(
         compiled=compiles(plan), attention=attention(model, plan), cast_adapter_inputs=casts_adapter_inputs(plan),
