@@ -12,7 +12,8 @@ def hf_config(spec: ModelSpec):
     from transformers import AutoConfig
 
     if spec.path and (Path(spec.path) / "config.json").is_file():  # a config file: as published, with our tokenizer's ids
-        return AutoConfig.from_pretrained(spec.path, bos_token_id=2, eos_token_id=3, pad_token_id=0)
+        return AutoConfig.from_pretrained(spec.path, num_hidden_layers=spec.num_layers, bos_token_id=2, eos_token_id=3,
+                                          pad_token_id=0)
     if spec.family == "falcon":
         return AutoConfig.for_model(
             "falcon", hidden_size=spec.hidden_size, num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,

@@ -233,7 +233,8 @@ if __name__ == "__main__":
             spec = models.resolve(name)
             plan = Plan(model=name, method=method, seq_len=int(seq), compile=False)  # the census runs eager
             r = on_the_gpu(spec, plan)
-            r["formula_per_token_per_layer"] = memory.layer_activation_bytes_per_token(spec, plan)
+            # the census's third layer: a MoE one where the first are dense
+            r["formula_per_token_per_layer"] = memory.layer_activation_bytes_per_token(spec.layer_groups()[-1][1], plan)
             print(json.dumps(r), flush=True)
         sys.exit(0)
 

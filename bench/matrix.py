@@ -395,3 +395,16 @@ LOGIT_TRANSFORM_H200 = [
     dict(model="Gemma-2-2B", method="full", batch=4, seq_len=2048, loss="chunked", grad_ckpt=True, gpu="H200"),
     dict(model=_CFG + "cohere-4b", method="lora", batch=2, seq_len=1024, loss="chunked", gpu="H200"),
 ]
+
+# 2026-12-02, H200: latent attention (DeepSeek-V2-Lite's and DeepSeek-V2's published shapes, fewer
+# layers: one dense layer, then mixture-of-experts layers with shared experts), read from the
+# model's own code; packed (FlexAttention) and unpacked (sdpa). The adapters name the attention
+# projections (what all-linear is for these models under PEFT 0.21.2), whatever PEFT runs them.
+_ATT = dict(targets="attention")
+DEEPSEEK_H200 = [dict(model=_CFG + name, method=method, batch=batch, seq_len=seq, gpu="H200", **extra)
+                 for name, method, batch, seq, extra in (
+    ("deepseek-v2-lite-4b", "lora", 4, 2048, _ATT), ("deepseek-v2-lite-4b", "qlora", 4, 2048, _ATT),
+    ("deepseek-v2-lite-4b", "full", 4, 2048, dict(grad_ckpt=True)),
+    ("deepseek-v2-lite-4b", "lora", 2, 2048, dict(packing=False, **_ATT)),
+    ("deepseek-v2-9b", "lora", 2, 2048, _ATT),
+)]

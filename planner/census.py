@@ -38,6 +38,17 @@ def small_config(cfg: dict, layers: int) -> dict:
     for key in _WIDTHS:
         if c.get(key):
             c[key] = max(8, int(c[key] * scale) // 8 * 8)
+    if c.get("kv_lora_rank"):  # latent attention: its head widths (HEAD_DIM in all) and latents shrink alike
+        nope, rope, v = (c.get(k) or d for k, d in (("qk_nope_head_dim", 128), ("qk_rope_head_dim", 64), ("v_head_dim", 128)))
+        ratio = HEAD_DIM / (nope + rope)
+        rope_small = max(2, int(rope * ratio) // 2 * 2)
+        c.update(qk_nope_head_dim=HEAD_DIM - rope_small, qk_rope_head_dim=rope_small, v_head_dim=max(2, int(v * ratio)),
+                 head_dim=rope_small,  # the rotary embedding's width, as the config classes set it
+                 kv_lora_rank=max(8, int(c["kv_lora_rank"] * scale) // 8 * 8))
+        if c.get("q_lora_rank"):
+            c["q_lora_rank"] = max(8, int(c["q_lora_rank"] * scale) // 8 * 8)
+    if c.get("first_k_dense_replace"):  # one dense layer first: the third layer, counted, is a MoE one
+        c["first_k_dense_replace"] = 1
     for key in _PER_LAYER:
         if isinstance(c.get(key), list):
             c[key] = [x for x in c[key] if not isinstance(x, int) or x < layers][:layers] if key == "mlp_only_layers" \

@@ -8,6 +8,7 @@ torch, transformers and peft are imported here only, lazily: the catalog path ne
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from planner.errors import ModelError
 # Relative agreement ftplan requires between its shape formulas and the built model.
 PARAMS_TOLERANCE = 0.01
 LORA_TOLERANCE = 0.02
-CACHE_FORMAT = 6
+CACHE_FORMAT = 7
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Inventory:
     quantized_params: int = -1
     logit_scale: float = 1.0          # the config's transform of the logits (ModelSpec.logit_scale)
     logit_softcap: float = 0.0
+    # PEFT, asked for the blocks' MLP names, adapted the fused experts instead (ModelSpec.mlp_lora_moves_to_experts)
+    mlp_lora_moves_to_experts: bool = False
 
 
 def available() -> bool:
@@ -156,14 +159,18 @@ def _build(cfg: dict, path: str, trust_remote_code: bool, rank: int) -> Inventor
         quantized_params=_bnb_params(model),
         logit_scale=logit_scale(text), logit_softcap=float(getattr(text, "final_logit_softcapping", None) or 0.0),
     )
-    for name, targets in (("attention", attention), ("all-linear", attention + mlp)):
+    moved = bool(mlp) and _adapts_experts(model, list(attention + mlp), rank)
+    if moved:  # ftplan's all-linear is then the attention projections (ModelSpec.target_modules)
+        inv = dataclasses.replace(inv, mlp_lora_moves_to_experts=True)
+    linear = attention if moved else attention + mlp
+    for name, targets in (("attention", attention), ("all-linear", linear)):
         inv.lora_params[name] = _lora_count(model, list(targets), rank) if targets else 0
     if not (cfg.get("auto_map") and trust_remote_code):  # remote code is built from its files, not for_model
         from planner import census
 
         try:
             for method in ("lora", "full"):
-                inv.census[method] = census.per_layer_per_token(cfg, method, list(attention + mlp))
+                inv.census[method] = census.per_layer_per_token(cfg, method, list(linear))
         except Exception:  # a layout the small width cannot express: no census (derive() decides)
             inv.census.clear()
     return inv
@@ -210,7 +217,7 @@ def _block_linears(model, experts: int | None) -> tuple[tuple[str, ...], tuple[s
     return tuple(attention), tuple(mlp)
 
 
-def _lora_count(model, targets: list[str], rank: int) -> int:
+def _peft(model, targets: list[str], rank: int):
     import copy
     import warnings
 
@@ -218,8 +225,19 @@ def _lora_count(model, targets: list[str], rank: int) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=rank, target_modules=targets, init_lora_weights=False))
-    return sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+        return get_peft_model(copy.deepcopy(model), LoraConfig(r=rank, target_modules=targets, init_lora_weights=False))
+
+
+def _lora_count(model, targets: list[str], rank: int) -> int:
+    return sum(p.numel() for p in _peft(model, targets, rank).parameters() if p.requires_grad)
+
+
+def _adapts_experts(model, targets: list[str], rank: int) -> bool:
+    """Whether PEFT, given these module names, adapts 3-D expert parameters: PEFT 0.21 rewrites
+    gate_proj/up_proj/down_proj into target_parameters on the fused experts for the MoE types
+    whose checkpoints transformers 5 converts, and drops the dense and shared MLPs of those
+    names (peft utils/transformers_weight_conversion.py, _convert_peft_config_moe)."""
+    return bool(getattr(_peft(model, targets, rank).base_model, "targeted_parameter_names", None))
 
 
 def disagreement(spec, inv: Inventory, rank: int = 16) -> str:

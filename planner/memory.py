@@ -221,6 +221,8 @@ INPUT_GROUP = {
     "gate_proj": "mlp_in", "up_proj": "mlp_in", "gate_up_proj": "mlp_in", "dense_h_to_4h": "mlp_in",
     "fc1": "mlp_in", "c_fc": "mlp_in", "w1": "mlp_in", "w3": "mlp_in", "shared_expert_gate": "mlp_in",
     "down_proj": "mlp_mid", "dense_4h_to_h": "mlp_mid", "fc2": "mlp_mid", "w2": "mlp_mid",
+    # latent attention: the down projections read the layer's input, the up projections their latents
+    "q_a_proj": "attn_in", "kv_a_proj_with_mqa": "attn_in", "q_b_proj": "q_latent", "kv_b_proj": "kv_latent",
 }
 
 
@@ -230,8 +232,8 @@ def _all_linear(model: ModelSpec) -> list[str]:
 
 
 def _group_width(model: ModelSpec, group: str, inter: int) -> int:
-    return {"attn_in": model.hidden_size, "attn_out": model.q_width, "mlp_in": model.hidden_size,
-            "mlp_mid": inter}[group]
+    return {"attn_in": model.hidden_size, "attn_out": model.attn_out_width, "mlp_in": model.hidden_size,
+            "mlp_mid": inter, "q_latent": model.q_lora_rank, "kv_latent": model.kv_lora_rank}[group]
 
 
 def compiled_layers(model: ModelSpec, plan: Plan) -> bool:
@@ -254,9 +256,18 @@ def layernorm_input_per_hidden(model: ModelSpec, plan: Plan) -> float:
     return a["layernorm_input_per_hidden"]
 
 
-def runs_math_sdpa(model: ModelSpec, plan: Plan) -> bool:
-    """Whether the layers' sdpa runs its math kernel (knowledge/targets.toml sdpa_math_kernel)."""
-    return script.attention(model, plan) == "sdpa" and model.modules_table().get("sdpa_math_kernel", False)
+def runs_math_sdpa(model: ModelSpec, plan: Plan, device: str = "cuda") -> bool:
+    """Whether the layers' sdpa runs its math kernel (knowledge/targets.toml sdpa_math_kernel).
+    On the CPU it also does where the values are narrower than the keys (latent attention):
+    the CPU's flash kernel takes one head width for all three (PyTorch sdp_utils_cpp.cpp), where
+    CUDA's memory-efficient kernel takes a value width of its own (sdp_utils.cpp,
+    check_head_dim_size_mem_efficient)."""
+    if device == "cpu":
+        return script.cpu_attention(model, plan) == "sdpa" and (
+            model.latent_attention and model.v_head_dim != model.head_dim or model.modules_table().get("sdpa_math_kernel", False))
+    if script.attention(model, plan) != "sdpa":
+        return False
+    return model.modules_table().get("sdpa_math_kernel", False)
 
 
 def math_sdpa_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
@@ -271,12 +282,29 @@ def math_sdpa_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     Compiled layers keep no such copies: Falcon-7B LoRA b2 s1024 compiled
     (shared-h200-5.jsonl) is +4.2% without them, +9.6% with them."""
     a = _k("activations")
-    heads_kv = model.kv_width if plan.batch == 1 or compiled_layers(model, plan) else model.q_width
+    if model.latent_attention:  # keys and values are per head already
+        keys, values = model.q_width, model.v_width
+    else:
+        keys = values = model.kv_width if plan.batch == 1 or compiled_layers(model, plan) else model.q_width
     return int(a["math_sdpa_probs_per_head_position"] * model.num_heads * plan.seq_len
-               + a["math_sdpa_qkv_per_width"] * (model.q_width + 2 * heads_kv))
+               + a["math_sdpa_qkv_per_width"] * (model.q_width + keys + values))
 
 
-def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
+def sdpa_kept_bytes_per_token(model: ModelSpec) -> float:
+    """What sdpa's fused kernels keep for backward: q and k after RoPE, v, the output (bf16)
+    and the fp32 log-sum-exp per head. Latent attention hands sdpa keys built per head (a new
+    tensor, modeling_deepseek_v2.py expand_kv) and values that are a view of kv_b_proj's
+    output, so all of that output stays alive: each head's unrotated key part besides its
+    value (the census sees it: planner/census.py)."""
+    a = _k("activations")
+    if model.latent_attention:
+        widths = 2 * model.q_width + model.kv_up_width + model.attn_out_width
+    else:
+        widths = 2 * model.q_width + 2 * model.kv_width
+    return a["attention_qkv_out"] * widths + a["attention_lse_per_head"] * model.num_heads
+
+
+def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan, device: str = "cuda") -> int:
     """Bytes one decoder layer saves for backward per token, without checkpointing.
 
     Counted tensor by tensor from what autograd keeps in the transformers 5 blocks (the
@@ -288,7 +316,9 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     dtype and autocast casts back: a new tensor per layer); with the cast off (our scripts)
     or on a 4-bit base (QLoRA) the adapted layers of a group share one tensor.
     Korthikanti et al. 2022 (table 2) count the same way for a GPT block (34 h B/token).
-    Compiled layers keep less: knowledge/memory.toml's compiled_* rows, measured on the H100."""
+    Compiled layers keep less: knowledge/memory.toml's compiled_* rows, measured on the H100.
+    `model` is one kind of layer (ModelSpec.layer_groups); `device` "cpu" counts the kernels
+    the CPU runs, as the census does."""
     a = _k("activations")
     h, q, kv = model.hidden_size, model.q_width, model.kv_width
     # the MLP every token passes through: a MoE block's shared expert, where it has one (its
@@ -310,11 +340,12 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
     b = model.norms_per_layer * (per_norm + norm_weight) * h
     if model.qk_norm:
         b += (rms + norm_weight) * (q + kv)
-    math_kernel = runs_math_sdpa(model, plan)
+    b += (rms + norm_weight) * (model.q_lora_rank + model.kv_lora_rank)  # latent attention's RMSNorms of its latents
+    math_kernel = runs_math_sdpa(model, plan, device)
     if math_kernel:
         b += math_sdpa_bytes_per_token(model, plan)
     else:
-        b += a["attention_qkv_out"] * (2 * q + 2 * kv) + a["attention_lse_per_head"] * model.num_heads
+        b += sdpa_kept_bytes_per_token(model)
     if table.get("fused_qkv_view") and (plan.method != "full" or table.get("fused_qkv_view_in_full")):
         # a fused qkv projection split by views: sdpa keeps v, a view, so all of the output stays alive
         b += a["attention_qkv_out"] * (q + kv)
@@ -348,7 +379,7 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
         kept_groups.discard("mlp_mid")  # GELU keeps its input; down reads GELU's output, a new tensor
         b += a["linear_input_per_width"] * inter
     b += sum(a["linear_input_per_width"] * _group_width(model, g, inter) for g in kept_groups)
-    if model.shared_intermediate_size:
+    if model.shared_intermediate_size and model.shared_expert_gated:
         b += a["linear_input_per_width"] * model.hidden_size  # the shared expert's output, kept for its gate's product
 
     gated = a["compiled_gated_mlp_per_intermediate"] if compiled else a["gated_mlp_per_intermediate"]
@@ -430,9 +461,20 @@ def activation_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     if plan.grad_ckpt:
         kept = checkpoint_kept_bytes(model, plan)
         return kept + final_norm, f"{model.num_layers} layer inputs x {tokens:,} tokens x {model.hidden_size} x 2 B + final norm"
-    per_layer = layer_activation_bytes_per_token(model, plan)
-    return per_layer * tokens * model.num_layers + final_norm, \
-        f"{model.num_layers} layers x {tokens:,} tokens x {per_layer:,} B + final norm"
+    every_layer = layers_activation_bytes_per_token(model, plan)
+    per_layer = every_layer // model.num_layers
+    return every_layer * tokens + final_norm, \
+        f"{model.num_layers} layers x {tokens:,} tokens x {per_layer:,} B{' (their mean)' if not model.uniform else ''} + final norm"
+
+
+def layers_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
+    """Every layer's saved bytes per token, each kind of layer by its own count (ModelSpec.layer_groups)."""
+    return model.over_layers(lambda group: layer_activation_bytes_per_token(group, plan))
+
+
+def largest_layer_activation_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
+    """The saved bytes per token of the kind of layer that saves the most."""
+    return max(layer_activation_bytes_per_token(group, plan) for _, group in model.layer_groups())
 
 
 def recomputed_layer_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
@@ -440,7 +482,7 @@ def recomputed_layer_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     tensors kept, while every layer's checkpointed input is still alive (Chen et al. 2016)."""
     if not plan.grad_ckpt:
         return 0, "no checkpointing"
-    per_layer = layer_activation_bytes_per_token(model, plan) * script.tokens_per_micro_step(plan)
+    per_layer = largest_layer_activation_bytes_per_token(model, plan) * script.tokens_per_micro_step(plan)
     backward = layer_backward_bytes(model, plan)
     return checkpoint_kept_bytes(model, plan) + per_layer + backward, \
         f"layer inputs + one layer recomputed ({per_layer / 2**20:,.0f} MiB) and its backward's gradients ({backward / 2**20:,.0f} MiB)"
@@ -461,7 +503,7 @@ def layer_backward_bytes(model: ModelSpec, plan: Plan) -> int:
         return 0
     a = _k("activations")
     per = a["compiled_backward_per_intermediate"] if compiled_layers(model, plan) else a["backward_per_intermediate"]
-    return int(per * model.token_intermediate_size * script.tokens_per_micro_step(plan))
+    return int(per * model.widest_intermediate_size * script.tokens_per_micro_step(plan))
 
 
 def logits_rows(model: ModelSpec, plan: Plan) -> int:
@@ -720,8 +762,17 @@ def estimate(model: ModelSpec, plan: Plan, gpu: GpuSpec | None = None, max_micro
         reference = "reference log-probs computed before training" if plan.precompute_ref else "reference pass under no_grad"
         assumptions.append(f"DPO: chosen and rejected in one forward (2 x batch); {reference}")
     if model.is_moe:
-        assumptions.append("MoE: activations for the experts each token uses; all-linear adapts attention only "
-                           "(fused experts are not nn.Linear); QLoRA leaves the experts bf16")
+        if model.mlp_lora_moves_to_experts:
+            linear = ("all-linear adapts attention only: PEFT would put LoRA asked for the dense and shared MLPs "
+                      "on the fused experts, which ftplan does not count")
+        elif model.shared_intermediate_size:
+            linear = "all-linear adapts attention and the shared experts (fused experts are not nn.Linear)"
+        else:
+            linear = "all-linear adapts attention only (fused experts are not nn.Linear)"
+        assumptions.append(f"MoE: activations for the experts each token uses; {linear}; QLoRA leaves the experts bf16")
+        if model.dense_layers:
+            assumptions.append(f"the first {model.dense_layers} layer(s) have a dense MLP, the rest experts; each kind "
+                               f"counted as it is")
         if plan.method == "full" and plan.trainer == "ftplan":
             # transformers adds the routers' load-balancing loss only with output_router_logits,
             # off in these configs; TRL's trainers turn it on (trl/trainer/sft_trainer.py)

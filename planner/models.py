@@ -66,7 +66,10 @@ def _first(cfg: dict, *keys, default=None):
 CONFIG_RANGES = {"hidden_size": (1, 1_000_000), "num_hidden_layers": (1, 10_000), "num_attention_heads": (1, 100_000),
                  "vocab_size": (1, 100_000_000), "num_key_value_heads": (1, 100_000), "intermediate_size": (1, 10_000_000),
                  "head_dim": (1, 65_536), "num_experts": (0, 1_000_000), "num_experts_per_tok": (1, 1_000_000),
-                 "moe_intermediate_size": (1, 10_000_000), "shared_expert_intermediate_size": (1, 10_000_000), "ffn_hidden_size": (1, 10_000_000), "num_kv_heads": (1, 100_000)}
+                 "moe_intermediate_size": (1, 10_000_000), "shared_expert_intermediate_size": (1, 10_000_000), "ffn_hidden_size": (1, 10_000_000), "num_kv_heads": (1, 100_000),
+                 "kv_lora_rank": (1, 1_000_000), "q_lora_rank": (1, 1_000_000), "qk_nope_head_dim": (1, 65_536),
+                 "qk_rope_head_dim": (2, 65_536), "v_head_dim": (1, 65_536), "n_shared_experts": (1, 1_000),
+                 "first_k_dense_replace": (0, 10_000)}
 # Heads whose names say the model predicts the next token (a causal LM), or a multimodal model
 # whose text part is one.
 CAUSAL_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
@@ -100,8 +103,8 @@ def unmodelled_features(cfg: dict) -> list[str]:
     """Parts of an architecture ftplan's shape and activation formulas do not model, read from
     config.json's keys: each one would be counted wrong, so the model is refused, never guessed."""
     found = []
-    if cfg.get("kv_lora_rank") or cfg.get("q_lora_rank"):
-        found.append("multi-head latent attention (kv_lora_rank: low-rank compressed keys and values)")
+    if cfg.get("q_lora_rank") and not cfg.get("kv_lora_rank"):
+        found.append("low-rank queries without latent keys and values (q_lora_rank without kv_lora_rank)")
     types = cfg.get("layer_types")
     if isinstance(types, list) and any(t not in _ATTENTION_LAYER_TYPES for t in types):
         other = sorted({str(t) for t in types if t not in _ATTENTION_LAYER_TYPES})
@@ -110,15 +113,16 @@ def unmodelled_features(cfg: dict) -> list[str]:
         if cfg.get(key):
             found.append(f"hybrid layers ({key})")
             break
-    # Qwen2-MoE's shared expert (shared_expert_intermediate_size) is modelled; other layouts of
-    # shared experts (DeepSeek's n_shared_experts, ...) are not
-    for key in ("n_shared_experts", "num_shared_experts", "moe_shared_expert_intermediate_size"):
+    # Qwen2-MoE's gated shared expert (shared_expert_intermediate_size) and DeepSeek's ungated
+    # ones (n_shared_experts x moe_intermediate_size) are modelled; other layouts are not
+    for key in ("num_shared_experts", "moe_shared_expert_intermediate_size"):
         if cfg.get(key):
             found.append(f"shared experts ({key})")
             break
     if cfg.get("shared_expert_intermediate_size") and cfg.get("model_type") not in _SHARED_EXPERT_TYPES:
         found.append("shared experts (shared_expert_intermediate_size)")
-    if (cfg.get("first_k_dense_replace") or (cfg.get("decoder_sparse_step") or 1) > 1 or cfg.get("mlp_only_layers")
+    # dense first layers (first_k_dense_replace) are modelled; experts interleaved with dense layers are not
+    if ((cfg.get("decoder_sparse_step") or 1) > 1 or cfg.get("mlp_only_layers")
             or (cfg.get("interleave_moe_layer_step") or 1) > 1 or (cfg.get("moe_layer_freq") or 1) != 1):
         found.append("experts in some layers and a dense MLP in others")
     return found
@@ -192,7 +196,10 @@ def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
         )
         tied = bool(cfg.get("tie_word_embeddings", model_type not in _UNTIED_BY_DEFAULT))
     head_dim = _whole(name, "head_dim", cfg.get("head_dim") or max(1, hidden // heads))
-    experts = _whole(name, "num_experts", _first(cfg, "num_local_experts", "num_experts", default=0) or 0)
+    latent = _latent_attention(cfg, name)
+    if latent:
+        head_dim = latent.pop("head_dim")
+    experts = _whole(name, "num_experts", _first(cfg, "num_local_experts", "num_experts", "n_routed_experts", default=0) or 0)
     moe = {}
     if experts:
         per_token = _whole(name, "num_experts_per_tok", _first(cfg, "num_experts_per_tok", default=min(2, experts)))
@@ -203,12 +210,33 @@ def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
                    moe_intermediate_size=_whole(name, "moe_intermediate_size", _first(cfg, "moe_intermediate_size", default=inter)))
         if model_type in _SHARED_EXPERT_TYPES and cfg.get("shared_expert_intermediate_size"):
             moe["shared_intermediate_size"] = _whole(name, "shared_expert_intermediate_size", cfg["shared_expert_intermediate_size"])
+        if cfg.get("n_shared_experts"):  # DeepSeek's: one MLP of n x moe_intermediate_size, added ungated
+            shared = _whole(name, "n_shared_experts", cfg["n_shared_experts"])
+            moe.update(shared_intermediate_size=shared * moe["moe_intermediate_size"], shared_expert_gated=False)
+        if cfg.get("first_k_dense_replace"):
+            moe["dense_layers"] = min(layers, _whole(name, "first_k_dense_replace", cfg["first_k_dense_replace"]))
     return ModelSpec(
         name=name, family=_FAMILY_BY_MODEL_TYPE.get(model_type, model_type or "unknown"),
         hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=head_dim,
         intermediate_size=inter, vocab_size=vocab, tied_embeddings=tied, path=path,
-        source=f"config.json ({model_type or 'unknown model_type'})", **extra, **moe,
+        source=f"config.json ({model_type or 'unknown model_type'})", **extra, **moe, **latent,
     )
+
+
+# transformers' defaults for the latent attention's head widths (configuration_deepseek_v2.py, _v3.py)
+_LATENT_HEAD_DEFAULTS = {"qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128}
+
+
+def _latent_attention(cfg: dict, name: str) -> dict:
+    """A latent-attention config's fields of ModelSpec (with head_dim: a query/key head's width,
+    its unrotated and rotated parts), or {} for a model without it."""
+    if not cfg.get("kv_lora_rank"):
+        return {}
+    widths = {k: _whole(name, k, cfg.get(k) or default) for k, default in _LATENT_HEAD_DEFAULTS.items()}
+    return dict(kv_lora_rank=_whole(name, "kv_lora_rank", cfg["kv_lora_rank"]),
+                q_lora_rank=_whole(name, "q_lora_rank", cfg["q_lora_rank"]) if cfg.get("q_lora_rank") else 0,
+                qk_rope_head_dim=widths["qk_rope_head_dim"], v_head_dim=widths["v_head_dim"],
+                head_dim=widths["qk_nope_head_dim"] + widths["qk_rope_head_dim"])
 
 
 def _load_config_file(path: Path, name: str, trust_remote_code: bool = False) -> ModelSpec:
@@ -257,7 +285,8 @@ def derive(spec: ModelSpec, cfg: dict, trust_remote_code: bool = False) -> Model
         if unknown or not inv.attention_modules:
             raise ModelError(f"{spec.name}: {inv.architecture}'s layers ({', '.join(unknown or ['no attention projections'])[:80]}) "
                              f"are not ones ftplan models; an estimate would be a guess, so it is refused")
-        spec = replace(spec, attention_modules=inv.attention_modules, mlp_modules=inv.mlp_modules)
+        spec = replace(spec, attention_modules=inv.attention_modules, mlp_modules=inv.mlp_modules,
+                       mlp_lora_moves_to_experts=inv.mlp_lora_moves_to_experts)
     why = inventory.disagreement(spec, inv)
     from planner import evidence
 
@@ -286,10 +315,12 @@ def activation_disagreement(spec: ModelSpec, inv, cfg: dict) -> str:
     from planner.plan import Plan
 
     small = replace(spec_from_config(census.small_config(cfg, 3), spec.name),
-                    attention_modules=spec.attention_modules, mlp_modules=spec.mlp_modules, tied_embeddings=spec.tied_embeddings)
+                    attention_modules=spec.attention_modules, mlp_modules=spec.mlp_modules, tied_embeddings=spec.tied_embeddings,
+                    mlp_lora_moves_to_experts=spec.mlp_lora_moves_to_experts)
+    _, last = small.layer_groups()[-1]  # the census counts the third layer: a MoE one where the first are dense
     for method, counted in inv.census.items():
         plan = Plan(model=spec.name, method=method, seq_len=census.TOKENS[0][1], compile=False)
-        formula = memory.layer_activation_bytes_per_token(small, plan)
+        formula = memory.layer_activation_bytes_per_token(last, plan, device="cpu")
         if abs(formula - counted) > ACTIVATION_TOLERANCE * counted:
             return (f"one {inv.architecture} layer saves {counted:,.0f} B per token for backward ({method}, counted on "
                     f"the CPU at a small width) where ftplan's activation formula gives {formula:,}: its layers keep "

@@ -447,3 +447,6 @@ def _validate_against_model(plan: Plan, model) -> None:
             )
     elif plan.method == "ia3":
         model.target_modules(plan.targets)
+    if plan.method == "prefix" and model.latent_attention:
+        raise PlanError(f"{model.name} caches compressed latents, not per-head keys and values, so prefix tuning's "
+                        f"virtual keys and values have no place in it; use --method lora")

@@ -98,7 +98,7 @@ def ia3_modules(model: ModelSpec, plan: Plan) -> list[str]:
         if "ia3" not in table:
             raise ModelError(f"{model.name}: ftplan has no IA3 module list for the {model.family!r} architecture; "
                              f"name the modules with --targets (for example {','.join(table['attention'][-2:])})")
-        return list(table["ia3"])
+        return [m for m in table["ia3"] if m in model.module_names()]  # a MoE block's fused experts are not layers
     return model.target_modules(plan.targets)
 
 
@@ -140,13 +140,17 @@ def trainable_params(model: ModelSpec, plan: Plan) -> int:
         return model.total_params()
     if plan.method == Method.PREFIX:
         return plan.virtual_tokens * model.num_layers * 2 * model.kv_width
-    total = 0
     if plan.method == Method.IA3:
         feedforward = set(ia3_feedforward(model, plan))
-        for m in adapted_modules(model, plan):
-            fan_in, fan_out, copies = model.module_shape(m)
-            total += (fan_in if m in feedforward else fan_out) * copies
-        return total * model.num_layers
+        modules = adapted_modules(model, plan)
+
+        def per_layer(group: ModelSpec) -> int:
+            total = 0
+            for m in (m for m in modules if m in group.module_names()):
+                fan_in, fan_out, copies = group.module_shape(m)
+                total += (fan_in if m in feedforward else fan_out) * copies
+            return total
+        return model.over_layers(per_layer)
     return model.lora_params(adapted_modules(model, plan), plan.rank, dora=plan.method == Method.DORA)
 
 

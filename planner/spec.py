@@ -4,14 +4,15 @@ and linear-layer shapes derived from them, and its family's module table
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from planner import knowledge
 from planner.errors import ModelError
 
 # The linear layers whose shapes ftplan knows (ModelSpec.module_shape).
 MODULE_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "dense", "gate_proj", "up_proj",
-                "down_proj", "gate_up_proj", "dense_h_to_4h", "dense_4h_to_h", "fc1", "fc2", "c_attn", "c_proj", "c_fc")
+                "down_proj", "gate_up_proj", "dense_h_to_4h", "dense_4h_to_h", "fc1", "fc2", "c_attn", "c_proj", "c_fc",
+                "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj")
 
 
 @dataclass(frozen=True)
@@ -36,13 +37,26 @@ class ModelSpec:
     num_experts: int = 0
     experts_per_token: int = 0
     moe_intermediate_size: int = 0
-    shared_intermediate_size: int = 0  # a shared expert every token passes through, gated per token (Qwen2-MoE)
+    shared_intermediate_size: int = 0  # a shared expert every token passes through
+    shared_expert_gated: bool = True   # Qwen2-MoE gates it per token (shared_expert_gate); DeepSeek adds it as it is
+    dense_layers: int = 0              # a MoE model's first layers, whose MLP is dense (DeepSeek's first_k_dense_replace)
+    # multi-head latent attention (DeepSeek-V2/V3, modeling_deepseek_v2.py DeepseekV2Attention): keys and values
+    # come up from a latent of kv_lora_rank (kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj), queries from one of
+    # q_lora_rank where it is set (q_a_proj, q_a_layernorm, q_b_proj); head_dim is a query/key head's width (its
+    # unrotated part and qk_rope_head_dim, rotated, one key head shared by all), v_head_dim a value head's
+    kv_lora_rank: int = 0
+    q_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
     hub_id: str = ""
     path: str = ""                # local directory or config.json it came from
     published_params: int = 0
     source: str = ""
     # Read from the model's own code (planner/inventory.py) where the config is not a catalog family:
     attention_modules: tuple[str, ...] = ()   # LoRA target names of the attention projections
+    # PEFT, asked for the MLP's names, adapts the fused experts instead (Inventory.mlp_lora_moves_to_experts):
+    # all-linear is then the attention projections, and an MLP name is refused
+    mlp_lora_moves_to_experts: bool = False
     mlp_modules: tuple[str, ...] = ()         # and of the feed-forward (dense) linear layers
     derived_from: str = ""                    # how transformers' own build of the config was read
     bnb_linear_params: int = -1               # weights bitsandbytes quantizes as the script loads them (-1: the formula)
@@ -64,6 +78,39 @@ class ModelSpec:
         return self.num_kv_heads * self.head_dim
 
     @property
+    def latent_attention(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def v_width(self) -> int:
+        """The values' width, and the attention output's: a latent model's value heads are their own width."""
+        return self.num_heads * self.v_head_dim if self.latent_attention else self.kv_width
+
+    @property
+    def attn_out_width(self) -> int:
+        """The attention's output, o_proj's input: one value head's width per query head."""
+        return self.num_heads * self.v_head_dim if self.latent_attention else self.q_width
+
+    @property
+    def kv_up_width(self) -> int:
+        """kv_b_proj's output: each head's unrotated key part and its value."""
+        return self.num_heads * (self.head_dim - self.qk_rope_head_dim + self.v_head_dim)
+
+    def layer_groups(self) -> tuple[tuple[int, ModelSpec], ...]:
+        """The model's layers as runs of alike layers: (count, a spec every layer of which is of
+        that kind). One run, this spec, unless a MoE model's first layers are dense."""
+        if not (self.is_moe and self.dense_layers):
+            return ((self.num_layers, self),)
+        dense = replace(self, num_layers=self.dense_layers, dense_layers=0, num_experts=0, experts_per_token=0,
+                        moe_intermediate_size=0, shared_intermediate_size=0)
+        moe = replace(self, num_layers=self.num_layers - self.dense_layers, dense_layers=0)
+        return ((dense.num_layers, dense), (moe.num_layers, moe))
+
+    @property
+    def uniform(self) -> bool:
+        return len(self.layer_groups()) == 1
+
+    @property
     def is_moe(self) -> bool:
         return self.num_experts > 0
 
@@ -83,10 +130,27 @@ class ModelSpec:
 
     def attention_params_per_layer(self) -> int:
         h, q, kv = self.hidden_size, self.q_width, self.kv_width
+        if self.latent_attention:
+            weights = self._attention_weights()
+            latent_in = (self.q_lora_rank if self.q_lora_rank else 0) + self.kv_lora_rank + self.qk_rope_head_dim
+            biases = (latent_in if self.qkv_bias else 0) + (h if self.o_bias else 0)
+            return weights + biases + self.q_lora_rank + self.kv_lora_rank  # q_a_layernorm, kv_a_layernorm
         weights = h * q + 2 * h * kv + q * h
         biases = (q + 2 * kv if self.qkv_bias else 0) + (h if self.o_bias else 0)
         qk_norms = 2 * self.head_dim if self.qk_norm else 0
         return weights + biases + qk_norms
+
+    def _attention_weights(self) -> int:
+        """The attention projections' weights: their shapes multiplied out."""
+        return sum(fan_in * fan_out for fan_in, fan_out in self._attention_shapes().values())
+
+    def _attention_shapes(self) -> dict[str, tuple[int, int]]:
+        h, q, kv = self.hidden_size, self.q_width, self.kv_width
+        if not self.latent_attention:
+            return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h)}
+        query = {"q_a_proj": (h, self.q_lora_rank), "q_b_proj": (self.q_lora_rank, q)} if self.q_lora_rank else {"q_proj": (h, q)}
+        return {**query, "kv_a_proj_with_mqa": (h, self.kv_lora_rank + self.qk_rope_head_dim),
+                "kv_b_proj": (self.kv_lora_rank, self.kv_up_width), "o_proj": (self.v_width, h)}
 
     def mlp_params(self, intermediate: int) -> int:
         """One feed-forward block of width `intermediate`."""
@@ -103,49 +167,64 @@ class ModelSpec:
 
     def shared_expert_params(self) -> int:
         """The shared expert's MLP and its gate, a linear layer to one logit (transformers
-        modeling_qwen2_moe: shared_expert, shared_expert_gate)."""
+        modeling_qwen2_moe: shared_expert, shared_expert_gate); DeepSeek's have no gate
+        (modeling_deepseek_v2: shared_experts)."""
         if not self.shared_intermediate_size:
             return 0
-        return self.mlp_params(self.shared_intermediate_size) + self.hidden_size
+        return self.mlp_params(self.shared_intermediate_size) + (self.hidden_size if self.shared_expert_gated else 0)
 
     def norm_params(self) -> int:
         return self.hidden_size * (2 if self.norm == "layernorm" else 1)
 
     def layer_params(self) -> int:
+        """One layer's parameters: the largest kind of layer where they differ."""
+        if not self.uniform:
+            return max(group.layer_params() for _, group in self.layer_groups())
         return (
             self.attention_params_per_layer()
             + self.mlp_params_per_layer()
             + self.norms_per_layer * self.norm_params()
         )
 
+    def over_layers(self, per_layer) -> int:
+        """A per-layer count summed over every layer, each run of alike layers by its own kind."""
+        return sum(n * per_layer(group) for n, group in self.layer_groups())
+
     def total_params(self) -> int:
         """All parameters: blocks, embeddings (tied counted once) and the final norm."""
-        return self.num_layers * self.layer_params() + self.embedding_params() + self.norm_params()
+        return self.over_layers(ModelSpec.layer_params) + self.embedding_params() + self.norm_params()
 
     def active_params(self) -> int:
         """Parameters one token passes through (MoE: only its experts)."""
         if not self.is_moe:
             return self.total_params()
-        unused = (self.num_experts - self.experts_per_token) * self.mlp_params(self.moe_intermediate_size)
-        return self.total_params() - self.num_layers * unused
+        return self.total_params() - self.over_layers(
+            lambda g: (g.num_experts - g.experts_per_token) * g.mlp_params(g.moe_intermediate_size) if g.is_moe else 0)
 
     def linear_params(self) -> int:
         """Weights of the blocks' linear layers, experts included: the matmul FLOPs of a token
         that passed through every expert."""
-        h, q, kv = self.hidden_size, self.q_width, self.kv_width
-        attn = h * q + 2 * h * kv + q * h
+        return self.over_layers(ModelSpec._layer_linear_params)
+
+    def _layer_linear_params(self) -> int:
+        h = self.hidden_size
+        attn = self._attention_weights()
         if self.is_moe:
             per_expert = (3 if self.mlp == "gated" else 2) * h * self.moe_intermediate_size
             mlp = self.num_experts * per_expert + self.shared_expert_params()  # the shared expert's layers are nn.Linear
         else:
             mlp = (3 if self.mlp == "gated" else 2) * h * self.intermediate_size
-        return self.num_layers * (attn + mlp)
+        return attn + mlp
 
     def expert_params(self) -> int:
         """Fused expert weights (3-D parameters in transformers 5, not nn.Linear)."""
-        if not self.is_moe:
-            return 0
-        return self.num_layers * self.num_experts * (3 if self.mlp == "gated" else 2) * self.hidden_size * self.moe_intermediate_size
+        return self.over_layers(
+            lambda g: g.num_experts * (3 if g.mlp == "gated" else 2) * g.hidden_size * g.moe_intermediate_size)
+
+    @property
+    def widest_intermediate_size(self) -> int:
+        """The widest MLP a token passes through in any layer."""
+        return max(group.token_intermediate_size for _, group in self.layer_groups())
 
     def quantized_params(self) -> int:
         """Weights bitsandbytes stores in 4 bits: the blocks' nn.Linear layers. transformers 5
@@ -168,18 +247,13 @@ class ModelSpec:
 
     # ------------------------------------------------------------------ module shapes
     def module_shape(self, name: str) -> tuple[int, int, int]:
-        """(in_features, out_features, copies per layer) of a named linear layer."""
-        h, q, kv, i = self.hidden_size, self.q_width, self.kv_width, self.intermediate_size
-        if self.is_moe:  # the only MLP linear layers of a MoE block are its shared expert's
-            i = self.shared_intermediate_size
-        shapes = {
-            "q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-            "qkv_proj": (h, q + 2 * kv), "query_key_value": (h, q + 2 * kv), "dense": (q, h),
-            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h), "gate_up_proj": (h, 2 * i),
-            "dense_h_to_4h": (h, i), "dense_4h_to_h": (i, h), "fc1": (h, i), "fc2": (i, h),
-            "c_attn": (h, q + 2 * kv), "c_proj": (q, h), "c_fc": (h, i),
-            "shared_expert_gate": (h, 1),
-        }
+        """(in_features, out_features, copies per layer) of a named linear layer. A model whose
+        layers differ (layer_groups) answers for the first kind of layer that has it."""
+        if not self.uniform:
+            for _, group in self.layer_groups():
+                if name in group._shapes():
+                    return group.module_shape(name)
+        shapes = self._shapes()
         if name not in shapes:
             raise ModelError(
                 f"{self.name} has no linear layer named {name!r}; use --targets attention, "
@@ -188,18 +262,46 @@ class ModelSpec:
         fan_in, fan_out = shapes[name]
         return fan_in, fan_out, 1
 
+    def module_names(self) -> set[str]:
+        """The linear layers the model's layers have (any kind of layer)."""
+        return set().union(*(group._shapes() for _, group in self.layer_groups()))
+
+    def _shapes(self) -> dict[str, tuple[int, int]]:
+        """(in, out) of every linear layer a layer of this uniform spec may have."""
+        h, q, kv, i = self.hidden_size, self.q_width, self.kv_width, self.intermediate_size
+        if self.is_moe:  # the only MLP linear layers of a MoE block are its shared expert's
+            i = self.shared_intermediate_size
+        shapes = {
+            "q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+            "qkv_proj": (h, q + 2 * kv), "query_key_value": (h, q + 2 * kv), "dense": (q, h),
+            "c_attn": (h, q + 2 * kv), "c_proj": (q, h),
+        }
+        if self.latent_attention:
+            shapes = self._attention_shapes()
+        if i:
+            shapes.update({"gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h), "gate_up_proj": (h, 2 * i),
+                           "dense_h_to_4h": (h, i), "dense_4h_to_h": (i, h), "fc1": (h, i), "fc2": (i, h), "c_fc": (h, i)})
+        if self.is_moe and self.shared_intermediate_size and self.shared_expert_gated:
+            shapes["shared_expert_gate"] = (h, 1)
+        return shapes
+
     def target_modules(self, targets: str) -> list[str]:
         """Module names for 'attention', 'all-linear' or a comma-separated list."""
         fam = self.modules_table()
         if targets == "attention":
             return list(fam["attention"])
         if targets == "all-linear":
-            return list(fam["attention"]) + self._mlp_linears(fam)
+            return list(fam["attention"]) + ([] if self.mlp_lora_moves_to_experts else self._mlp_linears(fam))
         names = [t.strip() for t in targets.split(",") if t.strip()]
         if not names:
             raise ModelError("--targets is empty; use attention, all-linear or a comma list of module names")
         known = set(fam["attention"]) | set(self._mlp_linears(fam))
         for n in names:
+            if self.mlp_lora_moves_to_experts and n in self._mlp_linears(fam):
+                raise ModelError(
+                    f"{self.name}: PEFT puts the LoRA asked for {n} on the fused experts, not on the dense and shared "
+                    f"MLPs of that name (its conversion of transformers-v4 targets for this architecture), and ftplan "
+                    f"does not count LoRA on experts; use --targets attention")
             if n not in known:
                 raise ModelError(
                     f"{self.name} has no linear layer named {n!r}; use --targets attention, all-linear, "
@@ -210,20 +312,26 @@ class ModelSpec:
     def _mlp_linears(self, fam: dict) -> list[str]:
         """The feed-forward nn.Linear layers LoRA can wrap. MoE experts are fused 3-D parameters
         in transformers 5, not nn.Linear: a MoE block offers only its shared expert's layers
-        and their gate, where it has one."""
-        if not self.is_moe:
-            return list(fam["mlp"])
-        return (list(fam["mlp"]) + ["shared_expert_gate"]) if self.shared_intermediate_size else []
+        and their gate, where it has one; a dense first layer, its MLP."""
+        names: list[str] = []
+        for _, group in self.layer_groups():
+            shapes = group._shapes()
+            names += [m for m in list(fam["mlp"]) + ["shared_expert_gate"] if m in shapes and m not in names]
+        return names
 
     def lora_params(self, modules: list[str], rank: int, dora: bool = False) -> int:
         """LoRA's trainable parameters on the named modules of every block: r x (in + out) per
         adapted linear (Hu et al. 2021, eq. 3); DoRA adds a magnitude vector of `out` per layer
-        (Liu et al. 2024, eq. 5)."""
-        total = 0
-        for m in modules:
-            fan_in, fan_out, copies = self.module_shape(m)
-            total += (rank * (fan_in + fan_out) + (fan_out if dora else 0)) * copies
-        return total * self.num_layers
+        (Liu et al. 2024, eq. 5). A module counts in the layers that have it."""
+        def per_layer(group: ModelSpec) -> int:
+            total = 0
+            for m in modules:
+                if m not in group._shapes():
+                    continue
+                fan_in, fan_out, copies = group.module_shape(m)
+                total += (rank * (fan_in + fan_out) + (fan_out if dora else 0)) * copies
+            return total
+        return self.over_layers(per_layer)
 
     def modules_table(self) -> dict:
         """The family's row of knowledge/targets.toml, or the module names read from the

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from planner import knowledge, script
 from planner.hardware import GpuSpec
-from planner.memory import layer_activation_bytes_per_token, runs_math_sdpa
+from planner.memory import layers_activation_bytes_per_token, runs_math_sdpa
 from planner.plan import Plan
 from planner.spec import ModelSpec
 
@@ -46,7 +46,7 @@ def attention_flops(model: ModelSpec, plan: Plan) -> float:
     mask; backward is 2.5 times the forward (FlashAttention-2, Dao 2023); checkpointing and the
     DPO reference add forwards."""
     tokens = plan.rows_per_micro_step * plan.seq_len
-    forward = 2.0 * plan.seq_len * model.q_width * model.num_layers * tokens
+    forward = plan.seq_len * (model.q_width + model.attn_out_width) * model.num_layers * tokens  # QK^T, then PV
     passes = 1 + 2.5 + (1 if plan.grad_ckpt else 0) + (1 if plan.task == "dpo" else 0)
     return forward * passes
 
@@ -56,8 +56,7 @@ def activation_traffic_bytes(model: ModelSpec, plan: Plan) -> float:
     writes about what a layer saves for backward: the saved-tensor bytes of the memory model
     stand in for it."""
     passes = 1 + (1 if plan.grad_ckpt else 0) + (0.5 if plan.task == "dpo" else 0)
-    return float(layer_activation_bytes_per_token(model, plan) * plan.rows_per_micro_step * plan.seq_len
-                 * model.num_layers * passes)
+    return float(layers_activation_bytes_per_token(model, plan) * plan.rows_per_micro_step * plan.seq_len * passes)
 
 
 def logits_traffic_bytes(model: ModelSpec, plan: Plan) -> float:

@@ -20,7 +20,6 @@ CONFIGS = {k: v for k, v in json.loads((Path(__file__).parent / "data" / "publis
            if not k.startswith("_")}
 # Parts ftplan does not model: these must be refused, and say why.
 MUST_REFUSE = {
-    "deepseek-ai/DeepSeek-V3": "latent attention", "deepseek-ai/DeepSeek-V2-Lite": "latent attention",
     "ai21labs/Jamba-v0.1": "hybrid layers",
     "Qwen/Qwen3-Next-80B-A3B-Instruct": "hybrid layers", "google/gemma-3-4b-it": "multimodal",
     # layers that keep tensors the activation formula does not count (attention sinks and the
@@ -78,7 +77,8 @@ def test_each_config_is_refused_with_a_reason_or_counted_as_transformers_and_pef
         names = spec.target_modules(targets)
         adapted = peft_trainable(model, names)
         assert abs(spec.lora_params(names, 16) - adapted) <= 0.02 * adapted, (targets, spec.lora_params(names, 16), adapted)
-    if not spec.is_moe or spec.shared_intermediate_size:  # ftplan's all-linear is PEFT's own all-linear
+    # ftplan's all-linear is PEFT's own all-linear, but where PEFT moves MLP targets onto the experts
+    if (not spec.is_moe or spec.shared_intermediate_size) and not spec.mlp_lora_moves_to_experts:
         assert abs(spec.lora_params(spec.target_modules("all-linear"), 16) - peft_trainable(model, "all-linear")) <= \
             0.02 * peft_trainable(model, "all-linear")
 
@@ -135,4 +135,28 @@ def test_an_architecture_not_measured_is_accepted_only_where_a_census_of_its_lay
             checked.append(repo)
     # GLM-4, SmolLM3 and the Mixtral, Qwen3-MoE, Qwen1.5-MoE and OLMoE layouts were checked so
     # until their runs on the H200 made them measured
-    assert {"ibm-granite/granite-3.1-8b-base", "CohereForAI/c4ai-command-r-v01"} <= set(checked)
+    assert {"ibm-granite/granite-3.1-8b-base", "CohereForAI/c4ai-command-r-v01", "deepseek-ai/DeepSeek-V3"} <= set(checked)
+
+
+def test_latent_attention_adapts_what_peft_adapts_and_refuses_mlp_targets_peft_would_move_onto_the_experts(tmp_path):
+    """DeepSeek-V2-Lite: latent-attention projections, one dense layer, then experts with ungated
+    shared ones. Where PEFT, asked for gate_proj/up_proj/down_proj, adapts the fused experts
+    instead (its conversion of transformers-v4 targets), all-linear is the attention
+    projections and an MLP name is refused with the fix; where it does not, they are adapted."""
+    cfg = CONFIGS["deepseek-ai/DeepSeek-V2-Lite"]
+    spec = models.resolve(write(tmp_path, cfg))
+    assert spec.latent_attention and spec.dense_layers == cfg["first_k_dense_replace"] and not spec.shared_expert_gated
+    small = built({**cfg, "num_hidden_layers": 2})
+    from peft import LoraConfig, get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        adapted = get_peft_model(copy.deepcopy(small), LoraConfig(r=4, target_modules=["gate_proj", "up_proj", "down_proj"]))
+    moves = bool(adapted.base_model.targeted_parameter_names)
+    assert spec.mlp_lora_moves_to_experts == moves
+    if moves:
+        assert spec.target_modules("all-linear") == spec.target_modules("attention")
+        with pytest.raises(ModelError, match="fused experts.*--targets attention"):
+            spec.target_modules("gate_proj")
+    else:
+        assert "gate_proj" in spec.target_modules("all-linear")

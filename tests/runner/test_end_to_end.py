@@ -101,9 +101,9 @@ def _tiny_of(out_dir, config_class, **extra):
     from runner.tiny import build_model, build_tokenizer
 
     tok = build_tokenizer(out_dir)
-    config = getattr(transformers, config_class)(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                                 num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                                                 bos_token_id=2, eos_token_id=3, pad_token_id=0, **extra)
+    shape = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=16, bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    config = getattr(transformers, config_class)(**{**shape, **extra})
     return build_model(out_dir, config)
 
 
@@ -137,3 +137,26 @@ def test_chunked_loss_matches_standard(tmp_path, tiny_model, dataset):
         assert events[-1].state == "succeeded", (run_dir / "stderr.log").read_text()[-3000:]
         first[loss] = [e for e in events if isinstance(e, Metric)][0].values["loss"]
     assert first["standard"] == pytest.approx(first["chunked"], rel=1e-4)
+
+
+@pytest.mark.parametrize("config_class,queries", [("DeepseekV2Config", None), ("DeepseekV3Config", 24)])
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_latent_attention_with_a_dense_first_layer_and_shared_experts_trains(tmp_path, dataset, config_class, queries, method):
+    """DeepSeek-V2 and V3 layouts (latent attention, with and without low-rank queries; a dense
+    first layer before mixture-of-experts layers with shared experts): the rendered script
+    trains them, adapting what the estimate counts (all-linear is the attention projections,
+    PEFT moving MLP targets onto the fused experts), with the trainable count the plan states."""
+    model_dir = _tiny_of(tmp_path / "model", config_class, num_key_value_heads=4, head_dim=8, kv_lora_rank=32, q_lora_rank=queries, qk_nope_head_dim=16,
+                         qk_rope_head_dim=8, v_head_dim=16, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1,
+                         moe_intermediate_size=32, first_k_dense_replace=1, n_group=1, topk_group=1)
+    spec = models.resolve(str(model_dir))
+    assert spec.latent_attention and spec.dense_layers == 1 and spec.mlp_lora_moves_to_experts
+    assert "census" in spec.derived_from
+    run_dir, plan = _render(tmp_path, model_dir, dataset("alpaca"), "alpaca", method=method, max_steps=2, save_steps=10)
+    events = _run(run_dir)
+    assert events[-1].state == "succeeded", (run_dir / "stderr.log").read_text()[-3000:]
+    assert all(e.values["loss"] == e.values["loss"] for e in events if isinstance(e, Metric))
+    from planner import script
+
+    started = json.loads((run_dir / "stdout.log").read_text().splitlines()[0])
+    assert started["event"] == "start" and started["trainable_params"] == script.trainable_params(spec, plan)
