@@ -408,3 +408,11 @@ DEEPSEEK_H200 = [dict(model=_CFG + name, method=method, batch=batch, seq_len=seq
     ("deepseek-v2-lite-4b", "lora", 2, 2048, dict(packing=False, **_ATT)),
     ("deepseek-v2-9b", "lora", 2, 2048, _ATT),
 )]
+
+# 2026-12-02, H200: a hybrid of gated short-convolution and attention layers (LFM2-1.2B's
+# published config: 10 convolution layers, 6 attention layers), read from the model's own code;
+# one example a row (packed, the convolutions would read across examples).
+LFM2_H200 = [dict(model=_CFG + "lfm2-1.2b", method=method, batch=batch, seq_len=2048, gpu="H200", **extra)
+             for method, batch, extra in (
+    ("lora", 8, {}), ("qlora", 8, {}), ("full", 8, {}), ("full", 8, dict(grad_ckpt=True)),
+)]

@@ -17,7 +17,7 @@ HEAD_DIM = 32
 VOCAB = 512
 TOKENS = ((1, 256), (2, 256))
 # Width keys scaled with the hidden size (MLP and expert widths), and keys cut to the layers built.
-_WIDTHS = ("intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size", "ffn_hidden_size")
+_WIDTHS = ("intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size", "ffn_hidden_size", "block_ff_dim")
 _PER_LAYER = ("layer_types", "mlp_only_layers")
 
 
@@ -52,8 +52,21 @@ def small_config(cfg: dict, layers: int) -> dict:
     for key in _PER_LAYER:
         if isinstance(c.get(key), list):
             c[key] = [x for x in c[key] if not isinstance(x, int) or x < layers][:layers] if key == "mlp_only_layers" \
-                else c[key][:layers]
+                else (c[key] * layers)[:layers]  # a model of fewer layers than the census builds repeats its pattern
     return c
+
+
+def layer_kinds(cfg: dict) -> dict[str, dict]:
+    """A config for each kind of layer the census counts, the counted third layer being of that
+    kind: the config itself, or for a hybrid of attention and convolution layers (LFM2) one all
+    attention ("") and one all convolution ("conv")."""
+    from planner.models import _CONV_HYBRID_TYPES
+
+    if cfg.get("model_type") not in _CONV_HYBRID_TYPES:
+        return {"": cfg}
+    layers = max(3, cfg.get("num_hidden_layers") or 3)  # small_config cuts the list to the layers it builds
+    plain = {k: v for k, v in cfg.items() if k != "full_attn_idxs"}
+    return {"": {**plain, "layer_types": ["full_attention"] * layers}, "conv": {**plain, "layer_types": ["conv"] * layers}}
 
 
 def _model(cfg: dict, method: str, targets: list[str]):

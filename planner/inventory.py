@@ -36,7 +36,8 @@ class Inventory:
     lora_params: dict[str, int] = field(default_factory=dict)  # PEFT's trainable count per target list
     versions: str = ""
     # one layer's saved bytes per token at planner/census.py's small width, per method (lora on
-    # all linear layers, full); empty where the census was not taken
+    # all linear layers, full) and, for a hybrid, per kind of layer ("lora@conv"); empty where the
+    # census was not taken
     census: dict[str, float] = field(default_factory=dict)
     # weights of the layers transformers' bitsandbytes integration converts to 4 bits (-1: not counted)
     quantized_params: int = -1
@@ -169,8 +170,9 @@ def _build(cfg: dict, path: str, trust_remote_code: bool, rank: int) -> Inventor
         from planner import census
 
         try:
-            for method in ("lora", "full"):
-                inv.census[method] = census.per_layer_per_token(cfg, method, list(linear))
+            for kind, layout in census.layer_kinds(cfg).items():
+                for method in ("lora", "full"):
+                    inv.census[f"{method}@{kind}" if kind else method] = census.per_layer_per_token(layout, method, list(linear))
         except Exception:  # a layout the small width cannot express: no census (derive() decides)
             inv.census.clear()
     return inv

@@ -223,6 +223,8 @@ INPUT_GROUP = {
     "down_proj": "mlp_mid", "dense_4h_to_h": "mlp_mid", "fc2": "mlp_mid", "w2": "mlp_mid",
     # latent attention: the down projections read the layer's input, the up projections their latents
     "q_a_proj": "attn_in", "kv_a_proj_with_mqa": "attn_in", "q_b_proj": "q_latent", "kv_b_proj": "kv_latent",
+    # LFM2: out_proj closes attention or a convolution layer, in_proj opens the convolution
+    "out_proj": "attn_out", "in_proj": "attn_in",
 }
 
 
@@ -290,6 +292,16 @@ def math_sdpa_bytes_per_token(model: ModelSpec, plan: Plan) -> int:
                + a["math_sdpa_qkv_per_width"] * (model.q_width + keys + values))
 
 
+def short_conv_bytes_per_token(model: ModelSpec) -> float:
+    """What a gated short-convolution layer (LFM2) keeps in transformers' torch path
+    (modeling_lfm2.py Lfm2ShortConv and causal_conv1d_fn's reference implementation): in_proj's
+    output whole (B and x, views of it, for their product's gradient, and C, kept by C times the
+    convolution), the product that the depthwise conv1d reads, and the convolution's output;
+    out_proj reads a new tensor (a transposed copy), counted with the linear inputs. The census
+    counts it (planner/census.py)."""
+    return _k("activations")["linear_input_per_width"] * (3 + 1 + 1) * model.hidden_size
+
+
 def sdpa_kept_bytes_per_token(model: ModelSpec) -> float:
     """What sdpa's fused kernels keep for backward: q and k after RoPE, v, the output (bf16)
     and the fp32 log-sum-exp per head. Latent attention hands sdpa keys built per head (a new
@@ -326,8 +338,9 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan, device: str =
     inter = model.shared_intermediate_size if model.is_moe else model.intermediate_size
     full = plan.method == "full"
     adapters = plan.is_low_rank
-    adapted = script.adapted_modules(model, plan) if adapters else []
-    modules = _all_linear(model)
+    # the layers this kind of layer has (a hybrid's attention and convolution layers differ)
+    adapted = [m for m in script.adapted_modules(model, plan) if m in model.module_names()] if adapters else []
+    modules = [m for m in _all_linear(model) if m in model.module_names()]
 
     table = model.modules_table()
     compiled = compiled_layers(model, plan)
@@ -338,20 +351,24 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan, device: str =
             a["norm_weight_input_per_hidden"] * (2 if plan.precision != "bf16" or table.get("norm_weight_fp32") else 1)
     per_norm = rms if model.norm == "rmsnorm" else layernorm_input_per_hidden(model, plan)
     b = model.norms_per_layer * (per_norm + norm_weight) * h
-    if model.qk_norm:
-        b += (rms + norm_weight) * (q + kv)
-    b += (rms + norm_weight) * (model.q_lora_rank + model.kv_lora_rank)  # latent attention's RMSNorms of its latents
-    math_kernel = runs_math_sdpa(model, plan, device)
-    if math_kernel:
-        b += math_sdpa_bytes_per_token(model, plan)
+    math_kernel = False
+    if model.conv_layer:
+        b += short_conv_bytes_per_token(model)
     else:
-        b += sdpa_kept_bytes_per_token(model)
-    if table.get("fused_qkv_view") and (plan.method != "full" or table.get("fused_qkv_view_in_full")):
-        # a fused qkv projection split by views: sdpa keeps v, a view, so all of the output stays alive
-        b += a["attention_qkv_out"] * (q + kv)
-    if script.attention(model, plan) == "eager":
-        scores = a["compiled_eager_scores_per_head_position"] if compiled else a["eager_scores_per_head_position"]
-        b += scores * model.num_heads * plan.seq_len
+        if model.qk_norm:
+            b += (rms + norm_weight) * (q + kv)
+        b += (rms + norm_weight) * (model.q_lora_rank + model.kv_lora_rank)  # latent attention's RMSNorms of its latents
+        math_kernel = runs_math_sdpa(model, plan, device)
+        if math_kernel:
+            b += math_sdpa_bytes_per_token(model, plan)
+        else:
+            b += sdpa_kept_bytes_per_token(model)
+        if table.get("fused_qkv_view") and (plan.method != "full" or table.get("fused_qkv_view_in_full")):
+            # a fused qkv projection split by views: sdpa keeps v, a view, so all of the output stays alive
+            b += a["attention_qkv_out"] * (q + kv)
+        if script.attention(model, plan) == "eager":
+            scores = a["compiled_eager_scores_per_head_position"] if compiled else a["eager_scores_per_head_position"]
+            b += scores * model.num_heads * plan.seq_len
 
     zero3 = plan.uses_deepspeed and plan.zero == 3
     kept_groups = set()
@@ -367,7 +384,8 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan, device: str =
                 b += a["ia3_input_fp32_per_width"] * fan_in * copies
             else:
                 b += a["linear_input_per_width"] * fan_out * copies  # IA3 scales the output and keeps it
-    if script.attention(model, plan) != "eager" and not math_kernel and (compiled or not table.get("fused_qkv_view")):
+    if script.attention(model, plan) != "eager" and not math_kernel and (compiled or not table.get("fused_qkv_view")) \
+            and not model.conv_layer:
         # o_proj reads sdpa's output, which sdpa already keeps. Not after a fused qkv projection
         # (q, k and v are strided views, sdpa's output comes back in another layout and the
         # reshape before o_proj copies it) nor after eager attention (which keeps its
@@ -761,6 +779,10 @@ def estimate(model: ModelSpec, plan: Plan, gpu: GpuSpec | None = None, max_micro
     if plan.task == "dpo":
         reference = "reference log-probs computed before training" if plan.precompute_ref else "reference pass under no_grad"
         assumptions.append(f"DPO: chosen and rejected in one forward (2 x batch); {reference}")
+    if model.conv_layers:
+        assumptions.append(f"hybrid: {model.conv_layers} of {model.num_layers} layers mix tokens by a short convolution, "
+                           f"counted as transformers' torch path runs it (its reference causal_conv1d_fn; the "
+                           f"causal-conv1d package's kernel, where installed, keeps other tensors)")
     if model.is_moe:
         if model.mlp_lora_moves_to_experts:
             linear = ("all-linear adapts attention only: PEFT would put LoRA asked for the dense and shared MLPs "

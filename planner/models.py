@@ -69,7 +69,7 @@ CONFIG_RANGES = {"hidden_size": (1, 1_000_000), "num_hidden_layers": (1, 10_000)
                  "moe_intermediate_size": (1, 10_000_000), "shared_expert_intermediate_size": (1, 10_000_000), "ffn_hidden_size": (1, 10_000_000), "num_kv_heads": (1, 100_000),
                  "kv_lora_rank": (1, 1_000_000), "q_lora_rank": (1, 1_000_000), "qk_nope_head_dim": (1, 65_536),
                  "qk_rope_head_dim": (2, 65_536), "v_head_dim": (1, 65_536), "n_shared_experts": (1, 1_000),
-                 "first_k_dense_replace": (0, 10_000)}
+                 "first_k_dense_replace": (0, 10_000), "conv_L_cache": (1, 1_000), "block_multiple_of": (1, 1_000_000)}
 # Heads whose names say the model predicts the next token (a causal LM), or a multimodal model
 # whose text part is one.
 CAUSAL_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
@@ -92,11 +92,13 @@ def _whole(name: str, key: str, value, default=None) -> int:
 
 # What transformers' config classes default tie_word_embeddings to when config.json omits it
 # (each model_type's configuration_*.py in transformers 5; PretrainedConfig's own default is tied).
-_TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3", "gemma3_text", "falcon", "gpt2", "starcoder2", "cohere", "smollm3"}
+_TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3", "gemma3_text", "falcon", "gpt2", "starcoder2", "cohere", "smollm3", "lfm2"}
 _UNTIED_BY_DEFAULT = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "gpt_neox",
                       "olmo2", "granite", "gptj"}
 # Attention layer types ftplan models: softmax attention over the whole or a window of the sequence.
 _ATTENTION_LAYER_TYPES = {"full_attention", "sliding_attention", "attention", "chunked_attention"}
+# Hybrids whose other layers are LFM2's gated short convolutions (ModelSpec.conv_layers)
+_CONV_HYBRID_TYPES = {"lfm2"}
 
 
 def unmodelled_features(cfg: dict) -> list[str]:
@@ -106,9 +108,12 @@ def unmodelled_features(cfg: dict) -> list[str]:
     if cfg.get("q_lora_rank") and not cfg.get("kv_lora_rank"):
         found.append("low-rank queries without latent keys and values (q_lora_rank without kv_lora_rank)")
     types = cfg.get("layer_types")
-    if isinstance(types, list) and any(t not in _ATTENTION_LAYER_TYPES for t in types):
-        other = sorted({str(t) for t in types if t not in _ATTENTION_LAYER_TYPES})
+    modelled = _ATTENTION_LAYER_TYPES | ({"conv"} if cfg.get("model_type") in _CONV_HYBRID_TYPES else set())
+    if isinstance(types, list) and any(t not in modelled for t in types):
+        other = sorted({str(t) for t in types if t not in modelled})
         found.append(f"hybrid layers ({', '.join(other)[:60]} beside attention)")
+    if cfg.get("model_type") in _CONV_HYBRID_TYPES and (cfg.get("num_experts") or cfg.get("num_local_experts")):
+        found.append("hybrid layers with experts")
     for key in ("layers_block_type", "hybrid_override_pattern", "attn_layer_period", "block_types", "full_attention_interval"):
         if cfg.get(key):
             found.append(f"hybrid layers ({key})")
@@ -195,6 +200,9 @@ def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
             qk_norm=model_type in _QK_NORM_TYPES,
         )
         tied = bool(cfg.get("tie_word_embeddings", model_type not in _UNTIED_BY_DEFAULT))
+    if model_type in _CONV_HYBRID_TYPES:
+        inter, conv = _short_convolutions(cfg, name, layers)
+        extra.update(conv, qk_norm=True)
     head_dim = _whole(name, "head_dim", cfg.get("head_dim") or max(1, hidden // heads))
     latent = _latent_attention(cfg, name)
     if latent:
@@ -221,6 +229,32 @@ def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
         intermediate_size=inter, vocab_size=vocab, tied_embeddings=tied, path=path,
         source=f"config.json ({model_type or 'unknown model_type'})", **extra, **moe, **latent,
     )
+
+
+def _short_convolutions(cfg: dict, name: str, layers: int) -> tuple[int, dict]:
+    """An LFM2 config's MLP width and its convolution layers (configuration_lfm2.py, modeling_lfm2.py):
+    layer_types, or the attention layers' indices (full_attn_idxs; all attention where neither
+    is given); block_ff_dim (or intermediate_size) taken to two thirds, times
+    block_ffn_dim_multiplier, up to a multiple of block_multiple_of where block_auto_adjust_ff_dim."""
+    types = cfg.get("layer_types")
+    if not isinstance(types, list):
+        attention = cfg.get("full_attn_idxs")
+        attention = range(layers) if attention is None else attention
+        if not isinstance(attention, list | range) or not all(isinstance(i, int) for i in attention):
+            raise ModelError(f"{name}: config.json's full_attn_idxs must be a list of layer indices")
+        types = ["full_attention" if i in attention else "conv" for i in range(layers)]
+    if len(types) != layers:
+        raise ModelError(f"{name}: config.json's layer_types lists {len(types)} layers for num_hidden_layers {layers}; "
+                         f"give one type per layer")
+    inter = _whole(name, "intermediate_size", _first(cfg, "block_ff_dim", "intermediate_size", default=12288))
+    if cfg.get("block_auto_adjust_ff_dim", True):
+        inter = int(2 * inter / 3)
+        multiplier = cfg.get("block_ffn_dim_multiplier", 1.0)
+        if multiplier is not None:
+            multiple = _whole(name, "block_multiple_of", cfg.get("block_multiple_of", 256))
+            inter = multiple * ((int(multiplier * inter) + multiple - 1) // multiple)
+    kernel = _whole(name, "conv_L_cache", cfg.get("conv_L_cache", 3))
+    return inter, dict(conv_layers=types.count("conv"), conv_kernel=kernel, conv_bias=bool(cfg.get("conv_bias", False)))
 
 
 # transformers' defaults for the latent attention's head widths (configuration_deepseek_v2.py, _v3.py)
@@ -317,12 +351,19 @@ def activation_disagreement(spec: ModelSpec, inv, cfg: dict) -> str:
     small = replace(spec_from_config(census.small_config(cfg, 3), spec.name),
                     attention_modules=spec.attention_modules, mlp_modules=spec.mlp_modules, tied_embeddings=spec.tied_embeddings,
                     mlp_lora_moves_to_experts=spec.mlp_lora_moves_to_experts)
-    _, last = small.layer_groups()[-1]  # the census counts the third layer: a MoE one where the first are dense
-    for method, counted in inv.census.items():
+    groups = [group for _, group in small.layer_groups()]
+    for key, counted in inv.census.items():
+        method, _, kind = key.partition("@")
+        # the census counts the third layer: a convolution layer where it asked for one (planner/census.py
+        # layer_kinds), else the last kind of attention layer (a MoE one where the first are dense)
+        layer = next((g for g in groups if g.conv_layer), None) if kind == "conv" else \
+            [g for g in groups if not g.conv_layer][-1]
+        if layer is None:
+            return f"its census counted a {kind} layer where ftplan's layout has none"
         plan = Plan(model=spec.name, method=method, seq_len=census.TOKENS[0][1], compile=False)
-        formula = memory.layer_activation_bytes_per_token(last, plan, device="cpu")
+        formula = memory.layer_activation_bytes_per_token(layer, plan, device="cpu")
         if abs(formula - counted) > ACTIVATION_TOLERANCE * counted:
-            return (f"one {inv.architecture} layer saves {counted:,.0f} B per token for backward ({method}, counted on "
+            return (f"one {inv.architecture} {kind + ' ' if kind else ''}layer saves {counted:,.0f} B per token for backward ({method}, counted on "
                     f"the CPU at a small width) where ftplan's activation formula gives {formula:,}: its layers keep "
                     f"tensors ftplan does not model")
     return ""

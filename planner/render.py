@@ -256,7 +256,7 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
         loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"],
         logit_scale=logit_scale, logit_softcap=logit_softcap,
         discopop_tau=knowledge.table("trl")["discopop_tau"]["value"],
-        packs=script.packs(plan), checkpoint_bytes=disk.checkpoint_bytes(model, plan), final_bytes=disk.final_model_bytes(model, plan), signal_grace_s=knowledge.table("distributed")["slurm"]["signal_grace_s"],
+        packs=script.packs(model, plan), checkpoint_bytes=disk.checkpoint_bytes(model, plan), final_bytes=disk.final_model_bytes(model, plan), signal_grace_s=knowledge.table("distributed")["slurm"]["signal_grace_s"],
         max_requeues=knowledge.table("distributed")["slurm"]["max_requeues"],
         half="float16" if plan.precision == "fp16" else "bfloat16", scaler_arg=scaler_arg,
         checkpoint_args=(", accelerator" if plan.distributed else "") + scaler_arg,

@@ -28,7 +28,7 @@ def attention(model: ModelSpec, plan: Plan) -> str:
     (Gemma2 raises on sdpa), so its scripts run eager attention, as do architectures whose
     own code does not support sdpa."""
     kernel = cpu_attention(model, plan)
-    if kernel == "sdpa" and packs(plan) and not plan.packing_attends_across and _has_flex(model):
+    if kernel == "sdpa" and packs(model, plan) and not plan.packing_attends_across and _has_flex(model):
         return knowledge.table("speed")["packing"]["kernel"]
     return kernel
 
@@ -47,12 +47,16 @@ def _has_flex(model: ModelSpec) -> bool:
     return model.flex and model.modules_table().get("flex", True)
 
 
-def packs(plan: Plan) -> bool:
+def packs(model: ModelSpec, plan: Plan) -> bool:
     """Whether SFT examples share blocks. Not for prefix tuning: PEFT hands its prefix to the
     model as a cache, and transformers isolates packed examples only without one
     (masking_utils: packed sequences are read from position ids when there is no cache), so
-    prefix-tuning scripts pad each example instead."""
-    return plan.packing and plan.task == "sft" and plan.method != Method.PREFIX
+    prefix-tuning scripts pad each example instead. Nor for a hybrid with convolution layers,
+    unless the plan lets examples attend across: transformers runs the short convolution over
+    the whole row (modeling_lfm2.py causal_conv1d_fn, no sequence boundaries), so each
+    example's first tokens would read the last tokens of the one before."""
+    isolating = not plan.packing_attends_across
+    return plan.packing and plan.task == "sft" and plan.method != Method.PREFIX and not (model.conv_layers and isolating)
 
 
 def loss_path(plan: Plan) -> str:

@@ -12,7 +12,7 @@ from planner.errors import ModelError
 # The linear layers whose shapes ftplan knows (ModelSpec.module_shape).
 MODULE_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "dense", "gate_proj", "up_proj",
                 "down_proj", "gate_up_proj", "dense_h_to_4h", "dense_4h_to_h", "fc1", "fc2", "c_attn", "c_proj", "c_fc",
-                "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj")
+                "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "out_proj", "in_proj", "w1", "w2", "w3")
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,12 @@ class ModelSpec:
     q_lora_rank: int = 0
     qk_rope_head_dim: int = 0
     v_head_dim: int = 0
+    # hybrid layers: layers whose token mixer is a gated short convolution, not attention (LFM2,
+    # modeling_lfm2.py Lfm2ShortConv: in_proj to B, C and x, a depthwise causal conv1d of
+    # conv_kernel taps over B*x, C times its output, out_proj)
+    conv_layers: int = 0
+    conv_kernel: int = 0
+    conv_bias: bool = False
     hub_id: str = ""
     path: str = ""                # local directory or config.json it came from
     published_params: int = 0
@@ -89,6 +95,8 @@ class ModelSpec:
     @property
     def attn_out_width(self) -> int:
         """The attention's output, o_proj's input: one value head's width per query head."""
+        if self.conv_layer:
+            return self.hidden_size
         return self.num_heads * self.v_head_dim if self.latent_attention else self.q_width
 
     @property
@@ -96,9 +104,23 @@ class ModelSpec:
         """kv_b_proj's output: each head's unrotated key part and its value."""
         return self.num_heads * (self.head_dim - self.qk_rope_head_dim + self.v_head_dim)
 
+    @property
+    def conv_layer(self) -> bool:
+        """Every layer of this spec mixes tokens by its short convolution (one kind of a hybrid's layers)."""
+        return self.conv_layers > 0 and self.conv_layers == self.num_layers
+
+    @property
+    def attention_layers(self) -> int:
+        return self.num_layers - self.conv_layers
+
     def layer_groups(self) -> tuple[tuple[int, ModelSpec], ...]:
         """The model's layers as runs of alike layers: (count, a spec every layer of which is of
-        that kind). One run, this spec, unless a MoE model's first layers are dense."""
+        that kind). One run, this spec, unless a MoE model's first layers are dense or a hybrid
+        has convolution layers beside its attention layers."""
+        if 0 < self.conv_layers < self.num_layers:
+            attention = replace(self, num_layers=self.attention_layers, conv_layers=0)
+            conv = replace(self, num_layers=self.conv_layers)
+            return ((attention.num_layers, attention), (conv.num_layers, conv))
         if not (self.is_moe and self.dense_layers):
             return ((self.num_layers, self),)
         dense = replace(self, num_layers=self.dense_layers, dense_layers=0, num_experts=0, experts_per_token=0,
@@ -129,7 +151,11 @@ class ModelSpec:
         return per_matrix if self.tied_embeddings else 2 * per_matrix
 
     def attention_params_per_layer(self) -> int:
+        """The token mixer's parameters: attention, or a convolution layer's."""
         h, q, kv = self.hidden_size, self.q_width, self.kv_width
+        if self.conv_layer:
+            biases = (3 * h + h + h) if self.conv_bias else 0
+            return self._attention_weights() + h * self.conv_kernel + biases
         if self.latent_attention:
             weights = self._attention_weights()
             latent_in = (self.q_lora_rank if self.q_lora_rank else 0) + self.kv_lora_rank + self.qk_rope_head_dim
@@ -146,6 +172,8 @@ class ModelSpec:
 
     def _attention_shapes(self) -> dict[str, tuple[int, int]]:
         h, q, kv = self.hidden_size, self.q_width, self.kv_width
+        if self.conv_layer:
+            return {"in_proj": (h, 3 * h), "out_proj": (h, h)}
         if not self.latent_attention:
             return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h)}
         query = {"q_a_proj": (h, self.q_lora_rank), "q_b_proj": (self.q_lora_rank, q)} if self.q_lora_rank else {"q_proj": (h, q)}
@@ -276,11 +304,13 @@ class ModelSpec:
             "qkv_proj": (h, q + 2 * kv), "query_key_value": (h, q + 2 * kv), "dense": (q, h),
             "c_attn": (h, q + 2 * kv), "c_proj": (q, h),
         }
-        if self.latent_attention:
+        shapes["out_proj"] = (q, h)  # LFM2's name for o_proj
+        if self.latent_attention or self.conv_layer:
             shapes = self._attention_shapes()
         if i:
             shapes.update({"gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h), "gate_up_proj": (h, 2 * i),
-                           "dense_h_to_4h": (h, i), "dense_4h_to_h": (i, h), "fc1": (h, i), "fc2": (i, h), "c_fc": (h, i)})
+                           "dense_h_to_4h": (h, i), "dense_4h_to_h": (i, h), "fc1": (h, i), "fc2": (i, h), "c_fc": (h, i),
+                           "w1": (h, i), "w3": (h, i), "w2": (i, h)})
         if self.is_moe and self.shared_intermediate_size and self.shared_expert_gated:
             shapes["shared_expert_gate"] = (h, 1)
         return shapes
@@ -291,7 +321,8 @@ class ModelSpec:
         if targets == "attention":
             return list(fam["attention"])
         if targets == "all-linear":
-            return list(fam["attention"]) + ([] if self.mlp_lora_moves_to_experts else self._mlp_linears(fam))
+            mlp = [] if self.mlp_lora_moves_to_experts else self._mlp_linears(fam)
+            return list(dict.fromkeys(list(fam["attention"]) + mlp))
         names = [t.strip() for t in targets.split(",") if t.strip()]
         if not names:
             raise ModelError("--targets is empty; use attention, all-linear or a comma list of module names")

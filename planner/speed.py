@@ -46,7 +46,7 @@ def attention_flops(model: ModelSpec, plan: Plan) -> float:
     mask; backward is 2.5 times the forward (FlashAttention-2, Dao 2023); checkpointing and the
     DPO reference add forwards."""
     tokens = plan.rows_per_micro_step * plan.seq_len
-    forward = plan.seq_len * (model.q_width + model.attn_out_width) * model.num_layers * tokens  # QK^T, then PV
+    forward = plan.seq_len * (model.q_width + model.attn_out_width) * model.attention_layers * tokens  # QK^T, then PV
     passes = 1 + 2.5 + (1 if plan.grad_ckpt else 0) + (1 if plan.task == "dpo" else 0)
     return forward * passes
 
@@ -400,7 +400,7 @@ def explain(model: ModelSpec, plan: Plan) -> list[str]:
     """The speed choices of a plan's script, each with the measurement behind it: the lines
     the rendered train.py carries in its header."""
     lines = []
-    if script.packs(plan):
+    if script.packs(model, plan):
         kernel = script.attention(model, plan)
         if plan.packing_attends_across:
             lines.append("packing: examples share blocks and attend across (--packing-attends-across)")
@@ -408,6 +408,9 @@ def explain(model: ModelSpec, plan: Plan) -> list[str]:
             lines.append(f"packing with {kernel} on the GPU: {knowledge.table('speed')['packing']['source']}")
         else:
             lines.append(f"packing with {kernel}'s block-diagonal mask ({model.family} has no FlexAttention in transformers)")
+    elif plan.packing and plan.task == "sft" and model.conv_layers:
+        lines.append("one example a row, padded: packed, the convolution layers would read across examples "
+                     "(--packing-attends-across packs anyway)")
     if script.compiles(plan):
         lines.append(f"compiled decoder layers: {_lever('speed.compile')['why']}")
     elif plan.compile:

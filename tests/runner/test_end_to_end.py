@@ -160,3 +160,22 @@ def test_latent_attention_with_a_dense_first_layer_and_shared_experts_trains(tmp
 
     started = json.loads((run_dir / "stdout.log").read_text().splitlines()[0])
     assert started["event"] == "start" and started["trainable_params"] == script.trainable_params(spec, plan)
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_a_hybrid_of_convolution_and_attention_layers_trains_one_example_a_row(tmp_path, dataset, method):
+    """An LFM2 layout (gated short-convolution layers beside attention layers): the rendered
+    script trains it with the trainable count the plan states, and does not pack (the
+    convolution would read across examples)."""
+    model_dir = _tiny_of(tmp_path / "model", "Lfm2Config", layer_types=["conv", "full_attention"], block_ff_dim=192,
+                         block_multiple_of=32)
+    spec = models.resolve(str(model_dir))
+    assert spec.conv_layers == 1 and "census" in spec.derived_from
+    run_dir, plan = _render(tmp_path, model_dir, dataset("alpaca"), "alpaca", method=method, max_steps=2, save_steps=10)
+    assert plan.packing and '"attention_mask"' in (run_dir / "train.py").read_text()
+    events = _run(run_dir)
+    assert events[-1].state == "succeeded", (run_dir / "stderr.log").read_text()[-3000:]
+    from planner import script
+
+    started = json.loads((run_dir / "stdout.log").read_text().splitlines()[0])
+    assert started["trainable_params"] == script.trainable_params(spec, plan)
