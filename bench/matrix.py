@@ -416,3 +416,10 @@ LFM2_H200 = [dict(model=_CFG + "lfm2-1.2b", method=method, batch=batch, seq_len=
              for method, batch, extra in (
     ("lora", 8, {}), ("qlora", 8, {}), ("full", 8, {}), ("full", 8, dict(grad_ckpt=True)),
 )]
+
+# 2026-12-02, H200: DeepSeek-V3's code (a sigmoid router with a bias for choosing, interleaved
+# RoPE) at Moonlight-16B-A3B's published shapes with 8 of 27 layers.
+DEEPSEEK_V3_H200 = [dict(model=_CFG + "deepseek-v3-moonlight-4b", method=method, batch=batch, seq_len=2048, gpu="H200", **extra)
+                    for method, batch, extra in (
+    ("lora", 4, _ATT), ("qlora", 4, _ATT), ("full", 4, dict(grad_ckpt=True)),
+)]
