@@ -60,9 +60,9 @@ def layer_kinds(cfg: dict) -> dict[str, dict]:
     """A config for each kind of layer the census counts, the counted third layer being of that
     kind: the config itself, or for a hybrid of attention and convolution layers (LFM2) one all
     attention ("") and one all convolution ("conv")."""
-    from planner.models import _CONV_HYBRID_TYPES
+    from planner.spec import CONV_HYBRID_TYPES
 
-    if cfg.get("model_type") not in _CONV_HYBRID_TYPES:
+    if cfg.get("model_type") not in CONV_HYBRID_TYPES:
         return {"": cfg}
     layers = max(3, cfg.get("num_hidden_layers") or 3)  # small_config cuts the list to the layers it builds
     plain = {k: v for k, v in cfg.items() if k != "full_attn_idxs"}

@@ -795,11 +795,9 @@ def estimate(model: ModelSpec, plan: Plan, gpu: GpuSpec | None = None, max_micro
         if model.dense_layers:
             assumptions.append(f"the first {model.dense_layers} layer(s) have a dense MLP, the rest experts; each kind "
                                f"counted as it is")
-        if plan.method == "full" and plan.trainer == "ftplan":
-            # transformers adds the routers' load-balancing loss only with output_router_logits,
-            # off in these configs; TRL's trainers turn it on (trl/trainer/sft_trainer.py)
-            assumptions.append("MoE full fine-tuning: the routers train on the language-model loss alone, with no "
-                               "load-balancing loss (transformers' default); --trainer trl adds it (router_aux_loss_coef)")
+        if script.balances_routers(model, plan):
+            assumptions.append("MoE full fine-tuning: the routers train with their load-balancing loss (the model's "
+                               "load_balancing_loss_func x router_aux_loss_coef), as TRL's trainers add it")
     return Estimate(
         plan=plan, model=model, terms=terms, gpu=gpu, trainable_params=script.trainable_params(model, plan),
         host_ram_bytes=host_ram_bytes(model, plan),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from planner import knowledge
 from planner.errors import ModelError
-from planner.spec import MODULE_NAMES, ModelSpec, family_table
+from planner.spec import CONV_HYBRID_TYPES, MODULE_NAMES, ModelSpec, family_table
 
 
 # ---------------------------------------------------------------------- catalog
@@ -97,8 +97,7 @@ _UNTIED_BY_DEFAULT = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen
                       "olmo2", "granite", "gptj"}
 # Attention layer types ftplan models: softmax attention over the whole or a window of the sequence.
 _ATTENTION_LAYER_TYPES = {"full_attention", "sliding_attention", "attention", "chunked_attention"}
-# Hybrids whose other layers are LFM2's gated short convolutions (ModelSpec.conv_layers)
-_CONV_HYBRID_TYPES = {"lfm2"}
+
 
 
 def unmodelled_features(cfg: dict) -> list[str]:
@@ -108,11 +107,11 @@ def unmodelled_features(cfg: dict) -> list[str]:
     if cfg.get("q_lora_rank") and not cfg.get("kv_lora_rank"):
         found.append("low-rank queries without latent keys and values (q_lora_rank without kv_lora_rank)")
     types = cfg.get("layer_types")
-    modelled = _ATTENTION_LAYER_TYPES | ({"conv"} if cfg.get("model_type") in _CONV_HYBRID_TYPES else set())
+    modelled = _ATTENTION_LAYER_TYPES | ({"conv"} if cfg.get("model_type") in CONV_HYBRID_TYPES else set())
     if isinstance(types, list) and any(t not in modelled for t in types):
         other = sorted({str(t) for t in types if t not in modelled})
         found.append(f"hybrid layers ({', '.join(other)[:60]} beside attention)")
-    if cfg.get("model_type") in _CONV_HYBRID_TYPES and (cfg.get("num_experts") or cfg.get("num_local_experts")):
+    if cfg.get("model_type") in CONV_HYBRID_TYPES and (cfg.get("num_experts") or cfg.get("num_local_experts")):
         found.append("hybrid layers with experts")
     for key in ("layers_block_type", "hybrid_override_pattern", "attn_layer_period", "block_types", "full_attention_interval"):
         if cfg.get(key):
@@ -200,7 +199,7 @@ def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
             qk_norm=model_type in _QK_NORM_TYPES,
         )
         tied = bool(cfg.get("tie_word_embeddings", model_type not in _UNTIED_BY_DEFAULT))
-    if model_type in _CONV_HYBRID_TYPES:
+    if model_type in CONV_HYBRID_TYPES:
         inter, conv = _short_convolutions(cfg, name, layers)
         extra.update(conv, qk_norm=True)
     head_dim = _whole(name, "head_dim", cfg.get("head_dim") or max(1, hidden // heads))

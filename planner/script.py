@@ -184,6 +184,7 @@ class Script:
     shard_count: int
     rows_per_micro_step: int
     trainable_params: int
+    balances_routers: bool = False
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "adapted_modules": list(self.adapted_modules),
@@ -200,11 +201,22 @@ def logit_transform(model: ModelSpec, plan: Plan) -> tuple[float, float]:
     return 1.0, 0.0
 
 
+def balances_routers(model: ModelSpec, plan: Plan) -> bool:
+    """Whether ftplan's loop adds the routers' load-balancing loss: when a mixture of experts'
+    routers train (full fine-tuning). The model's forward adds it to its own loss only when asked
+    for its router logits (transformers' MoE models: output_router_logits, then
+    router_aux_loss_coef x load_balancing_loss_func, the Switch Transformer's loss; Fedus et al.
+    2022, eq. 4), and TRL's trainers ask; ftplan's chunked and fused losses, which skip the
+    model's loss, add it themselves. A model whose code has no such loss (DeepSeek's routers)
+    adds nothing."""
+    return model.is_moe and plan.method == Method.FULL and plan.trainer == "ftplan"
+
+
 def decide(model: ModelSpec, plan: Plan) -> Script:
     return Script(
         compiled=compiles(plan), attention=attention(model, plan), cast_adapter_inputs=casts_adapter_inputs(plan),
         adapted_modules=tuple(adapted_modules(model, plan)),
         ia3_feedforward=tuple(ia3_feedforward(model, plan)) if plan.method == Method.IA3 else (),
         engine=plan.launcher_engine, shard_count=plan.shard_count, rows_per_micro_step=plan.rows_per_micro_step,
-        trainable_params=trainable_params(model, plan),
+        trainable_params=trainable_params(model, plan), balances_routers=balances_routers(model, plan),
     )

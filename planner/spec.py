@@ -14,6 +14,9 @@ MODULE_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_v
                 "down_proj", "gate_up_proj", "dense_h_to_4h", "dense_4h_to_h", "fc1", "fc2", "c_attn", "c_proj", "c_fc",
                 "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "out_proj", "in_proj", "w1", "w2", "w3")
 
+# model_types of hybrids whose other layers are LFM2's gated short convolutions (ModelSpec.conv_layers)
+CONV_HYBRID_TYPES = {"lfm2"}
+
 
 @dataclass(frozen=True)
 class ModelSpec:

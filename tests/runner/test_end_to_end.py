@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from planner import models, render
+from planner import evidence, models, render
 from planner.plan import Plan
 from runner import process, status
 from runner.events import Finished, Metric
@@ -151,7 +151,7 @@ def test_latent_attention_with_a_dense_first_layer_and_shared_experts_trains(tmp
                          moe_intermediate_size=32, first_k_dense_replace=1, n_group=1, topk_group=1)
     spec = models.resolve(str(model_dir))
     assert spec.latent_attention and spec.dense_layers == 1 and spec.mlp_lora_moves_to_experts
-    assert "census" in spec.derived_from
+    assert evidence.measured_row(spec) is not None or "census" in spec.derived_from  # measured, or held to its census
     run_dir, plan = _render(tmp_path, model_dir, dataset("alpaca"), "alpaca", method=method, max_steps=2, save_steps=10)
     events = _run(run_dir)
     assert events[-1].state == "succeeded", (run_dir / "stderr.log").read_text()[-3000:]
@@ -170,7 +170,7 @@ def test_a_hybrid_of_convolution_and_attention_layers_trains_one_example_a_row(t
     model_dir = _tiny_of(tmp_path / "model", "Lfm2Config", layer_types=["conv", "full_attention"], block_ff_dim=192,
                          block_multiple_of=32)
     spec = models.resolve(str(model_dir))
-    assert spec.conv_layers == 1 and "census" in spec.derived_from
+    assert spec.conv_layers == 1 and (evidence.measured_row(spec) is not None or "census" in spec.derived_from)
     run_dir, plan = _render(tmp_path, model_dir, dataset("alpaca"), "alpaca", method=method, max_steps=2, save_steps=10)
     assert plan.packing and '"attention_mask"' in (run_dir / "train.py").read_text()
     events = _run(run_dir)
@@ -179,3 +179,24 @@ def test_a_hybrid_of_convolution_and_attention_layers_trains_one_example_a_row(t
 
     started = json.loads((run_dir / "stdout.log").read_text().splitlines()[0])
     assert started["trainable_params"] == script.trainable_params(spec, plan)
+
+
+def test_full_fine_tuning_of_a_mixture_of_experts_trains_its_routers_with_their_balancing_loss(tmp_path, dataset):
+    """The routers of a mixture of experts train: every loss adds their load-balancing loss as
+    the model's own forward does (router_aux_loss_coef x load_balancing_loss_func), so the first
+    step's loss is the model's own under the chunked and standard losses too, and it grows with
+    the coefficient."""
+    first = {}
+    for coef in (0.0, 0.5):
+        model_dir = _tiny_of(tmp_path / f"model-{coef}", "MixtralConfig", num_local_experts=4, num_experts_per_tok=2,
+                             router_aux_loss_coef=coef)
+        for loss in ("model", "chunked", "standard"):
+            run_dir, _ = _render(tmp_path / f"{coef}-{loss}", model_dir, dataset("alpaca"), "alpaca", method="full", loss=loss,
+                                 max_steps=1, save_steps=10, eval_fraction=0.0)
+            events = _run(run_dir)
+            assert events[-1].state == "succeeded", (run_dir / "stderr.log").read_text()[-3000:]
+            first[coef, loss] = [e for e in events if isinstance(e, Metric)][0].values["loss"]
+    for coef in (0.0, 0.5):
+        assert first[coef, "chunked"] == pytest.approx(first[coef, "model"], rel=1e-4)
+        assert first[coef, "standard"] == pytest.approx(first[coef, "model"], rel=1e-4)
+    assert first[0.5, "model"] > first[0.0, "model"] + 0.1  # the balancing loss is at least 1 per layer
