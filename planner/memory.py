@@ -265,8 +265,9 @@ def runs_math_sdpa(model: ModelSpec, plan: Plan, device: str = "cuda") -> bool:
     CUDA's memory-efficient kernel takes a value width of its own (sdp_utils.cpp,
     check_head_dim_size_mem_efficient)."""
     if device == "cpu":
+        narrower_values = model.latent_attention and model.v_head_dim != model.head_dim
         return script.cpu_attention(model, plan) == "sdpa" and (
-            model.latent_attention and model.v_head_dim != model.head_dim or model.modules_table().get("sdpa_math_kernel", False))
+            narrower_values or model.modules_table().get("sdpa_math_kernel", False))
     if script.attention(model, plan) != "sdpa":
         return False
     return model.modules_table().get("sdpa_math_kernel", False)

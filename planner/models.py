@@ -159,6 +159,9 @@ def spec_from_config(cfg: dict, name: str, path: str = "") -> ModelSpec:
     model_type = cfg.get("model_type", "")
     if not isinstance(model_type, str):
         raise ModelError(f"{name}: config.json's model_type must be a string (got {model_type!r:.40})")
+    types = cfg.get("layer_types")
+    if types is not None and (not isinstance(types, list) or not all(isinstance(t, str) for t in types)):
+        raise ModelError(f"{name}: config.json's layer_types must be a list of layer type names, one per layer")
     features = unmodelled_features(cfg)
     if features:
         raise ModelError(f"{name}: {model_type or 'this architecture'} has {'; '.join(features)}, which ftplan's memory model "
@@ -249,6 +252,10 @@ def _short_convolutions(cfg: dict, name: str, layers: int) -> tuple[int, dict]:
     if cfg.get("block_auto_adjust_ff_dim", True):
         inter = int(2 * inter / 3)
         multiplier = cfg.get("block_ffn_dim_multiplier", 1.0)
+        if multiplier is not None and (isinstance(multiplier, bool) or not isinstance(multiplier, int | float)
+                                       or not 0 < multiplier < 1_000):
+            raise ModelError(f"{name}: config.json's block_ffn_dim_multiplier is {multiplier!r:.40}; it must be a "
+                             f"positive number")
         if multiplier is not None:
             multiple = _whole(name, "block_multiple_of", cfg.get("block_multiple_of", 256))
             inter = multiple * ((int(multiplier * inter) + multiple - 1) // multiple)

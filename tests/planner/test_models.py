@@ -91,6 +91,30 @@ def test_malformed_and_incomplete_configs_are_one_line_errors(tmp_path):
         models.resolve(str(_write(tmp_path, {"model_type": "llama", "hidden_size": 8}, "partial")))
 
 
+_LFM2 = {"model_type": "lfm2", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,
+         "full_attn_idxs": [1]}
+_MLA = {"model_type": "deepseek_v2", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,
+        "kv_lora_rank": 16, "n_routed_experts": 4, "n_shared_experts": 1, "first_k_dense_replace": 1}
+
+
+@pytest.mark.parametrize("cfg,field", [
+    ({**_LFM2, "layer_types": [["conv"], ["full_attention"]]}, "layer_types"),
+    ({**_LFM2, "layer_types": "conv"}, "layer_types"),
+    ({**_LFM2, "full_attn_idxs": [1.5]}, "full_attn_idxs"),
+    ({**_LFM2, "block_ffn_dim_multiplier": "x"}, "block_ffn_dim_multiplier"),
+    ({**_LFM2, "layer_types": ["conv"]}, "layer_types"),
+    ({**_LFM2, "conv_L_cache": 0}, "conv_L_cache"),
+    ({**_MLA, "kv_lora_rank": -1}, "kv_lora_rank"),
+    ({**_MLA, "qk_rope_head_dim": "64"}, "qk_rope_head_dim"),
+    ({**_MLA, "n_shared_experts": 2.5}, "n_shared_experts"),
+    ({**_MLA, "first_k_dense_replace": -1}, "first_k_dense_replace"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_a_hybrid_or_latent_attention_configs_bad_field_is_named_in_one_line(cfg, field):
+    with pytest.raises(ModelError, match=field) as e:
+        models.spec_from_config(cfg, "bad")
+    assert "\n" not in str(e.value)
+
+
 def test_bare_size_gives_a_llama_shaped_model_of_that_size():
     for size, target in (("7B", 7e9), ("70b", 70e9), ("500M", 5e8)):
         spec = models.resolve(size)
