@@ -423,3 +423,10 @@ DEEPSEEK_V3_H200 = [dict(model=_CFG + "deepseek-v3-moonlight-4b", method=method,
                     for method, batch, extra in (
     ("lora", 4, _ATT), ("qlora", 4, _ATT), ("full", 4, dict(grad_ckpt=True)),
 )]
+
+# 2026-12-02, H200: full fine-tuning of the mixtures of experts measured with adapters so far, now
+# that the routers train with their load-balancing loss (the model's own, output_router_logits).
+MOE_FULL_H200 = [dict(model=_CFG + name, method="full", batch=4, seq_len=2048, gpu="H200", **extra)
+                 for name, extra in (
+    ("mixtral-2b", {}), ("olmoe-2b", {}), ("qwen3-moe-4b", dict(grad_ckpt=True)), ("qwen2-moe-3b", dict(grad_ckpt=True)),
+)]
