@@ -340,8 +340,9 @@ def layer_activation_bytes_per_token(model: ModelSpec, plan: Plan, device: str =
     full = plan.method == "full"
     adapters = plan.is_low_rank
     # the layers this kind of layer has (a hybrid's attention and convolution layers differ)
-    adapted = [m for m in script.adapted_modules(model, plan) if m in model.module_names()] if adapters else []
-    modules = [m for m in _all_linear(model) if m in model.module_names()]
+    present = model.module_names()
+    adapted = [m for m in script.adapted_modules(model, plan) if m in present] if adapters else []
+    modules = [m for m in _all_linear(model) if m in present]
 
     table = model.modules_table()
     compiled = compiled_layers(model, plan)

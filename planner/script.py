@@ -149,8 +149,9 @@ def trainable_params(model: ModelSpec, plan: Plan) -> int:
         modules = adapted_modules(model, plan)
 
         def per_layer(group: ModelSpec) -> int:
+            present = group.module_names()
             total = 0
-            for m in (m for m in modules if m in group.module_names()):
+            for m in (m for m in modules if m in present):
                 fan_in, fan_out, copies = group.module_shape(m)
                 total += (fan_in if m in feedforward else fan_out) * copies
             return total

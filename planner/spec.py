@@ -358,13 +358,8 @@ class ModelSpec:
         adapted linear (Hu et al. 2021, eq. 3); DoRA adds a magnitude vector of `out` per layer
         (Liu et al. 2024, eq. 5). A module counts in the layers that have it."""
         def per_layer(group: ModelSpec) -> int:
-            total = 0
-            for m in modules:
-                if m not in group._shapes():
-                    continue
-                fan_in, fan_out, copies = group.module_shape(m)
-                total += (rank * (fan_in + fan_out) + (fan_out if dora else 0)) * copies
-            return total
+            shapes = group._shapes()
+            return sum(rank * (shapes[m][0] + shapes[m][1]) + (shapes[m][1] if dora else 0) for m in modules if m in shapes)
         return self.over_layers(per_layer)
 
     def modules_table(self) -> dict:
