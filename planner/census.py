@@ -11,6 +11,8 @@ transformers and peft are imported here only, lazily (the catalog path never pay
 
 from __future__ import annotations
 
+from planner.spec import CONV_HYBRID_TYPES
+
 HIDDEN = 256
 HEADS = 8
 HEAD_DIM = 32
@@ -60,8 +62,6 @@ def layer_kinds(cfg: dict) -> dict[str, dict]:
     """A config for each kind of layer the census counts, the counted third layer being of that
     kind: the config itself, or for a hybrid of attention and convolution layers (LFM2) one all
     attention ("") and one all convolution ("conv")."""
-    from planner.spec import CONV_HYBRID_TYPES
-
     if cfg.get("model_type") not in CONV_HYBRID_TYPES:
         return {"": cfg}
     layers = max(3, cfg.get("num_hidden_layers") or 3)  # small_config cuts the list to the layers it builds

@@ -66,7 +66,7 @@ class ModelSpec:
     # PEFT, asked for the MLP's names, adapts the fused experts instead (Inventory.mlp_lora_moves_to_experts):
     # all-linear is then the attention projections, and an MLP name is refused
     mlp_lora_moves_to_experts: bool = False
-    mlp_modules: tuple[str, ...] = ()         # and of the feed-forward (dense) linear layers
+    mlp_modules: tuple[str, ...] = ()         # LoRA target names of the feed-forward (dense) linear layers
     derived_from: str = ""                    # how transformers' own build of the config was read
     bnb_linear_params: int = -1               # weights bitsandbytes quantizes as the script loads them (-1: the formula)
     # what the model does to its logits after the head (its forward; a loss that multiplies the
