@@ -430,3 +430,24 @@ MOE_FULL_H200 = [dict(model=_CFG + name, method="full", batch=4, seq_len=2048, g
                  for name, extra in (
     ("mixtral-2b", {}), ("olmoe-2b", {}), ("qwen3-moe-4b", dict(grad_ckpt=True)), ("qwen2-moe-3b", dict(grad_ckpt=True)),
 )]
+
+# 2026-12-02, H200: LoRA on the fused experts (--targets experts: PEFT's target_parameters,
+# which folds each expert's update into its whole weight every forward), on four mixtures of
+# experts, with and without checkpointing, compiled and eager, and in 4 bits (the experts stay bf16).
+_EXP = "attention,experts"
+EXPERTS_H200 = [dict(model=_CFG + name, method=method, batch=4, seq_len=2048, gpu="H200", targets=targets, **extra)
+                for name, method, targets, extra in (
+    ("mixtral-2b", "lora", _EXP, {}), ("mixtral-2b", "lora", _EXP, dict(compile=False)), ("mixtral-2b", "qlora", _EXP, {}),
+    ("qwen3-moe-4b", "lora", "all-linear,experts", {}), ("olmoe-2b", "lora", _EXP, dict(grad_ckpt=True)),
+    ("qwen2-moe-3b", "lora", "all-linear,experts", {}), ("deepseek-v2-lite-4b", "lora", _EXP, {}),
+    ("qwen3-moe-4b", "lora", "experts", dict(grad_ckpt=True)),
+)]
+
+# The same day, second call: one at a time for speed, what folding LoRA into the experts costs a
+# step; then, sharing the GPU, the Qwen3-MoE-shaped plan with checkpointing that failed compiled
+# in the first call (torch's CheckpointError), eager now, with and without the attention's LoRA.
+EXPERTS_H200_2 = [dict(model=_CFG + "mixtral-2b", method="lora", batch=4, seq_len=2048, gpu="H200", targets=targets,
+                       alone=True, **extra)
+                  for targets, extra in (("attention", {}), (_EXP, {}), (_EXP, dict(grad_ckpt=True)))] + [
+    dict(model=_CFG + "qwen3-moe-4b", method="lora", batch=4, seq_len=2048, gpu="H200", targets=targets, grad_ckpt=True)
+    for targets in ("experts", _EXP)]

@@ -19,7 +19,7 @@ from planner.errors import ModelError
 # Relative agreement ftplan requires between its shape formulas and the built model.
 PARAMS_TOLERANCE = 0.01
 LORA_TOLERANCE = 0.02
-CACHE_FORMAT = 7
+CACHE_FORMAT = 8
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class Inventory:
     logit_softcap: float = 0.0
     # PEFT, asked for the blocks' MLP names, adapted the fused experts instead (ModelSpec.mlp_lora_moves_to_experts)
     mlp_lora_moves_to_experts: bool = False
+    # the blocks' 3-D weights (fused experts), as PEFT's target_parameters name them; their LoRA
+    # count is lora_params["experts"]
+    expert_parameters: tuple[str, ...] = ()
 
 
 def available() -> bool:
@@ -77,7 +80,8 @@ def cached(cfg: dict, path: str = "", trust_remote_code: bool = False, rank: int
     if file is not None:
         try:
             raw = json.loads(file.read_text())
-            raw["attention_modules"], raw["mlp_modules"] = tuple(raw["attention_modules"]), tuple(raw["mlp_modules"])
+            for key in ("attention_modules", "mlp_modules", "expert_parameters"):
+                raw[key] = tuple(raw[key])
             return Inventory(**raw)
         except (OSError, ValueError, TypeError, KeyError):
             pass
@@ -166,6 +170,10 @@ def _build(cfg: dict, path: str, trust_remote_code: bool, rank: int) -> Inventor
     linear = attention if moved else attention + mlp
     for name, targets in (("attention", attention), ("all-linear", linear)):
         inv.lora_params[name] = _lora_count(model, list(targets), rank) if targets else 0
+    experts = _expert_parameters(model)
+    if experts:
+        inv = dataclasses.replace(inv, expert_parameters=experts)
+        inv.lora_params["experts"] = _lora_count(model, [], rank, list(experts))
     if not (cfg.get("auto_map") and trust_remote_code):  # remote code is built from its files, not for_model
         from planner import census
 
@@ -219,19 +227,34 @@ def _block_linears(model, experts: int | None) -> tuple[tuple[str, ...], tuple[s
     return tuple(attention), tuple(mlp)
 
 
-def _peft(model, targets: list[str], rank: int):
+def _expert_parameters(model) -> tuple[str, ...]:
+    """Distinct names (module.parameter) of the 3-D weights inside the decoder blocks: a
+    transformers-5 mixture of experts' fused experts."""
+    names: list[str] = []
+    for path, module in model.named_modules():
+        if ".layers." not in f".{path}.":
+            continue
+        for param, weight in module.named_parameters(recurse=False):
+            name = f"{path.rsplit('.', 1)[-1]}.{param}"
+            if weight.dim() == 3 and name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+def _peft(model, targets: list[str], rank: int, parameters: list[str] | None = None):
     import copy
     import warnings
 
     from peft import LoraConfig, get_peft_model
 
+    config = LoraConfig(r=rank, target_modules=targets or None, target_parameters=parameters, init_lora_weights=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return get_peft_model(copy.deepcopy(model), LoraConfig(r=rank, target_modules=targets, init_lora_weights=False))
+        return get_peft_model(copy.deepcopy(model), config)
 
 
-def _lora_count(model, targets: list[str], rank: int) -> int:
-    return sum(p.numel() for p in _peft(model, targets, rank).parameters() if p.requires_grad)
+def _lora_count(model, targets: list[str], rank: int, parameters: list[str] | None = None) -> int:
+    return sum(p.numel() for p in _peft(model, targets, rank, parameters).parameters() if p.requires_grad)
 
 
 def _adapts_experts(model, targets: list[str], rank: int) -> bool:
@@ -251,6 +274,8 @@ def disagreement(spec, inv: Inventory, rank: int = 16) -> str:
         return (f"transformers builds {inv.architecture} with {inv.total_params:,} parameters where ftplan's layout "
                 f"gives {ours:,}; this architecture has parts ftplan does not model")
     for targets, built in inv.lora_params.items():
+        if targets == "experts":  # held by experts_agree: a miss refuses --targets experts, not the model
+            continue
         try:
             counted = spec.lora_params(spec.target_modules(targets), rank)
         except ModelError as e:
@@ -259,3 +284,14 @@ def disagreement(spec, inv: Inventory, rank: int = 16) -> str:
             return (f"PEFT adapts {built:,} LoRA parameters for --targets {targets} at rank {rank}, ftplan counts "
                     f"{counted:,}; its layers are not shaped as ftplan models them")
     return ""
+
+
+def experts_agree(spec, inv: Inventory, rank: int = 16) -> bool:
+    """Whether the built model's fused experts are the ones ftplan counts LoRA on: the same
+    names, and PEFT's trainable count for them within LORA_TOLERANCE of ModelSpec.expert_lora_params."""
+    from planner.spec import EXPERT_PARAMETERS
+
+    if not spec.is_moe or set(inv.expert_parameters) != set(EXPERT_PARAMETERS) or "experts" not in inv.lora_params:
+        return False
+    built = inv.lora_params["experts"]
+    return abs(spec.expert_lora_params(list(EXPERT_PARAMETERS), rank) - built) <= LORA_TOLERANCE * max(built, 1)

@@ -424,7 +424,8 @@ def moe_routed_bytes_per_token(model: ModelSpec, plan: Plan) -> float:
     the fused 3-D expert weights through grouped matmuls (integrations/moe.py,
     grouped_mm_experts_forward) on the token's top-k copies, keeping the gathered hidden
     states, the experts' intermediate tensors, and for trained experts their down
-    projection's input and output; the router keeps its fp32 probabilities over every expert
+    projection's input and output (the experts train under full fine-tuning, and through
+    their folded weights under LoRA on them: expert_lora_weight_bytes); the router keeps its fp32 probabilities over every expert
     and the sort and gather indices of each choice. Counted by the census (planner/census.py,
     the published Mixtral, Qwen3-MoE, OLMoE and Qwen2-MoE configs at a small width:
     tests/planner/test_activation_census.py). Compiled, the activation is recomputed from the
@@ -433,7 +434,7 @@ def moe_routed_bytes_per_token(model: ModelSpec, plan: Plan) -> float:
     if not model.is_moe:
         return 0.0
     a = _k("activations")
-    trained = plan.method == "full"
+    trained = plan.method == "full" or plan.adapts_experts
     frozen = "compiled_moe_frozen_per_routed_intermediate" if compiled_layers(model, plan) else "moe_frozen_per_routed_intermediate"
     routed_inter = model.experts_per_token * model.moe_intermediate_size
     routed_hidden = model.experts_per_token * model.hidden_size
@@ -503,9 +504,11 @@ def recomputed_layer_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     if not plan.grad_ckpt:
         return 0, "no checkpointing"
     per_layer = largest_layer_activation_bytes_per_token(model, plan) * script.tokens_per_micro_step(plan)
+    folded = recomputed_expert_lora_bytes(model, plan)
     backward = layer_backward_bytes(model, plan)
-    return checkpoint_kept_bytes(model, plan) + per_layer + backward, \
-        f"layer inputs + one layer recomputed ({per_layer / 2**20:,.0f} MiB) and its backward's gradients ({backward / 2**20:,.0f} MiB)"
+    experts = f", its folded experts ({folded / 2**20:,.0f} MiB)" if folded else ""
+    return checkpoint_kept_bytes(model, plan) + per_layer + folded + backward, \
+        f"layer inputs + one layer recomputed ({per_layer / 2**20:,.0f} MiB){experts} and its backward's gradients ({backward / 2**20:,.0f} MiB)"
 
 
 def layer_backward_bytes(model: ModelSpec, plan: Plan) -> int:
@@ -524,6 +527,33 @@ def layer_backward_bytes(model: ModelSpec, plan: Plan) -> int:
     a = _k("activations")
     per = a["compiled_backward_per_intermediate"] if compiled_layers(model, plan) else a["backward_per_intermediate"]
     return int(per * model.widest_intermediate_size * script.tokens_per_micro_step(plan))
+
+
+def expert_lora_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
+    """LoRA on the fused experts: PEFT parametrizes each adapted expert weight as W + scaling x
+    B A, built every forward as a new tensor the size of the whole weight (one baddbmm,
+    tuners/lora/layer.py _LoraFactorsProxy), which the grouped expert matmuls keep for
+    backward; backward makes its gradient, as large, to reach A and B. Without checkpointing
+    every MoE layer's are kept, and the first layer backward reaches adds the largest
+    gradient; with it, only the recomputed layer's (in `recomputed_layer`)."""
+    parameters = script.adapted_parameters(model, plan)
+    if not parameters or plan.grad_ckpt:
+        return 0, "none" if not parameters else "with checkpointing: the recomputed layer's only"
+    width = _k("dtype_bytes")["fp32" if plan.stores_fp32_weights else "bf16"]
+    per_layer = model.expert_weight_elements(parameters) * width
+    largest = max(model.expert_weight_elements([p]) for p in parameters) * width
+    return model.moe_layers * per_layer + largest, \
+        f"{model.moe_layers} MoE layers x {per_layer / 2**20:,.0f} MiB of folded expert weights + one's gradient"
+
+
+def recomputed_expert_lora_bytes(model: ModelSpec, plan: Plan) -> int:
+    """The recomputed layer's folded expert weights and the largest one's gradient
+    (expert_lora_weight_bytes, one layer)."""
+    parameters = script.adapted_parameters(model, plan)
+    if not parameters:
+        return 0
+    width = _k("dtype_bytes")["fp32" if plan.stores_fp32_weights else "bf16"]
+    return (model.expert_weight_elements(parameters) + max(model.expert_weight_elements([p]) for p in parameters)) * width
 
 
 def logits_rows(model: ModelSpec, plan: Plan) -> int:
@@ -679,11 +709,12 @@ TERMS = (
     ("transient_weights", transient_weight_bytes),
     ("engine_buffers", engine_buffer_bytes),
     ("activations", activation_bytes),
+    ("expert_lora_weights", expert_lora_weight_bytes),
     ("logits_and_loss", logits_loss_bytes),
     ("recomputed_layer", recomputed_layer_bytes),
 )
 # Memory that lives through the whole step; the rest belongs to one phase of it.
-LOSS_PHASE = ("activations", "logits_and_loss")
+LOSS_PHASE = ("activations", "expert_lora_weights", "logits_and_loss")
 BACKWARD_PHASE = ("gradients", "recomputed_layer")
 
 

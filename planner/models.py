@@ -328,6 +328,8 @@ def derive(spec: ModelSpec, cfg: dict, trust_remote_code: bool = False) -> Model
         spec = replace(spec, attention_modules=inv.attention_modules, mlp_modules=inv.mlp_modules,
                        mlp_lora_moves_to_experts=inv.mlp_lora_moves_to_experts)
     why = inventory.disagreement(spec, inv)
+    if spec.is_moe and not inventory.experts_agree(spec, inv):
+        spec = replace(spec, expert_parameters=())  # --targets experts is refused (ModelSpec.target_parameters)
     from planner import evidence
 
     # An architecture not measured on a GPU: its activation formula is held to a census of its

@@ -244,6 +244,11 @@ class Plan:
         return self.method in LOW_RANK
 
     @property
+    def adapts_experts(self) -> bool:
+        """--targets lists the fused experts (PEFT's target_parameters: ModelSpec.target_parameters)."""
+        return self.is_low_rank and "experts" in (t.strip() for t in self.targets.split(","))
+
+    @property
     def uses_deepspeed(self) -> bool:
         return self.launcher_engine == "deepspeed"
 
@@ -438,15 +443,30 @@ def _validate_against_model(plan: Plan, model) -> None:
     if plan.is_low_rank:
         modules = model.target_modules(plan.targets)
         # a gate to a single logit (Qwen2-MoE's shared_expert_gate) takes any rank in PEFT; the rest bound it
-        widths = (min(model.module_shape(m)[:2]) for m in modules)
+        widths = [min(model.module_shape(m)[:2]) for m in modules]
+        widths += [min(model.expert_shapes()[p]) for p in model.target_parameters(plan.targets)]
         narrowest = min((w for w in widths if w > 1), default=plan.rank)
         if plan.rank > narrowest:
             raise PlanError(
                 f"--rank {plan.rank} is larger than the narrowest adapted layer of {model.name} ({narrowest}); "
                 f"use a rank of at most {narrowest}"
             )
+        if plan.adapts_experts:
+            _validate_expert_lora(plan, model)
     elif plan.method == "ia3":
         model.target_modules(plan.targets)
     if plan.method == "prefix" and model.latent_attention:
         raise PlanError(f"{model.name} caches compressed latents, not per-head keys and values, so prefix tuning's "
                         f"virtual keys and values have no place in it; use --method lora")
+
+
+def _validate_expert_lora(plan: Plan, model) -> None:
+    """What PEFT's LoRA on parameters (ParamWrapper, tuners/lora/layer.py) cannot do, and what
+    ftplan has not measured with it."""
+    if plan.method == Method.DORA or plan.dropout:
+        raise PlanError(f"PEFT's LoRA on the fused experts takes no {'DoRA' if plan.method == Method.DORA else 'dropout'} "
+                        f"(ParamWrapper refuses it); use {'--method lora' if plan.method == Method.DORA else '--dropout 0'}, "
+                        f"or --targets without experts")
+    if plan.shards_params:
+        raise PlanError("LoRA on the fused experts folds each expert's update into its whole weight every forward, "
+                        "which ZeRO-3 and FSDP have sharded; use --zero 2 or fewer, or --targets without experts")

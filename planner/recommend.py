@@ -125,9 +125,12 @@ def recommend(model: ModelSpec, base: Plan, gpu: GpuSpec, examples: int | None =
         fam = knowledge.rows("targets", "family")
         row = next((f for f in fam if f["name"] == model.family), None)
         source = row["source"] if row else f"the model's own code: {model.derived_from} (planner/inventory.py)"
-        recs.append(Recommendation("targets", ",".join(script.adapted_modules(model, plan)), f"targets.{model.family}",
-                                   f"{plan.targets}: attention and MLP projections give the most capacity per rank",
-                                   source))
+        adapted = script.adapted_modules(model, plan) + (["experts"] if script.adapted_parameters(model, plan) else [])
+        why = f"{plan.targets}: attention and MLP projections give the most capacity per rank"
+        if model.is_moe and not plan.adapts_experts:
+            why += ("; the fused experts take LoRA only when --targets lists experts, folded into their whole weights "
+                    "every forward (slower: docs/guides.md#mixture-of-experts)")
+        recs.append(Recommendation("targets", ",".join(adapted), f"targets.{model.family}", why, source))
 
     # ---- batch, accumulation, checkpointing, loss, ZeRO stage and GPU count: the one search
     if "batch" in given or "grad_accum" in given:

@@ -252,6 +252,7 @@ def render_files(plan: Plan, model: ModelSpec, run_dir: Path, model_path: str, d
         plan=plan, model_path=model_path, data_path=data_abs, data_format=data_format,
         run_dir=str(run_dir), command=command, estimate_lines=est_lines, estimate_total=est_total,
         estimate_gpu=est_gpu, rule_lines=rule_lines, evidence_line=evidence.of(model, plan).line(), target_modules=list(decided.adapted_modules),
+        target_parameters=list(decided.adapted_parameters),
         ia3_feedforward=list(decided.ia3_feedforward), balances_routers=decided.balances_routers,
         loss_chunk=knowledge.table("memory")["loss"]["chunk_tokens"],
         logit_scale=logit_scale, logit_softcap=logit_softcap,

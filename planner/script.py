@@ -14,11 +14,27 @@ from planner.spec import ModelSpec
 
 
 def compiles(plan: Plan) -> bool:
-    """Whether the rendered script compiles its decoder layers: the plan asks for it and the
-    method has been measured compiled (knowledge/speed.toml [compile]); DeepSpeed and FSDP
-    wrap the layers themselves and run them eager."""
-    return plan.compile and plan.method in knowledge.table("speed")["compile"]["methods"] and \
-        plan.launcher_engine in ("none", "ddp")
+    """Whether the rendered script compiles its decoder layers (eager_reason)."""
+    return not eager_reason(plan)
+
+
+def eager_reason(plan: Plan) -> str:
+    """Why the rendered script runs its decoder layers eager, or "" when it compiles them: the
+    plan asks for compilation and the method has been measured compiled (knowledge/speed.toml
+    [compile]); DeepSpeed and FSDP wrap the layers themselves and run them eager; and LoRA on
+    the fused experts under checkpointing failed compiled on the H200 (the recomputed layer
+    saved other tensors than its forward had: torch's CheckpointError, Qwen3-MoE-shaped,
+    bench/results/experts-h200.jsonl)."""
+    if not plan.compile:
+        return "compilation turned off (--no-compile)"
+    if plan.method not in knowledge.table("speed")["compile"]["methods"]:
+        return f"{plan.method} has not been measured compiled yet (knowledge/speed.toml [compile])"
+    if plan.launcher_engine not in ("none", "ddp"):
+        return f"{plan.launcher_engine} wraps the decoder layers itself"
+    if plan.adapts_experts and plan.grad_ckpt:
+        return ("LoRA on the fused experts under checkpointing: compiled, the recomputed layer saved other tensors "
+                "than its forward (bench/results/experts-h200.jsonl)")
+    return ""
 
 
 def attention(model: ModelSpec, plan: Plan) -> str:
@@ -119,6 +135,11 @@ def adapted_modules(model: ModelSpec, plan: Plan) -> list[str]:
     return ia3_modules(model, plan) if plan.method == Method.IA3 else []
 
 
+def adapted_parameters(model: ModelSpec, plan: Plan) -> list[str]:
+    """The fused expert weights that carry LoRA (PEFT's target_parameters), where --targets lists experts."""
+    return model.target_parameters(plan.targets) if plan.adapts_experts else []
+
+
 def adapted_widths(model: ModelSpec, plan: Plan) -> tuple[int, int, int]:
     """(sum of input widths, sum of output widths, largest in x out) of the low-rank adapted
     layers in one block."""
@@ -156,7 +177,8 @@ def trainable_params(model: ModelSpec, plan: Plan) -> int:
                 total += (fan_in if m in feedforward else fan_out) * copies
             return total
         return model.over_layers(per_layer)
-    return model.lora_params(adapted_modules(model, plan), plan.rank, dora=plan.method == Method.DORA)
+    return model.lora_params(adapted_modules(model, plan), plan.rank, dora=plan.method == Method.DORA) + \
+        model.expert_lora_params(adapted_parameters(model, plan), plan.rank)
 
 
 def trainable_dtype_bytes(plan: Plan) -> int:
@@ -180,6 +202,7 @@ class Script:
     attention: str
     cast_adapter_inputs: bool
     adapted_modules: tuple[str, ...]
+    adapted_parameters: tuple[str, ...]
     ia3_feedforward: tuple[str, ...]
     engine: str
     shard_count: int
@@ -188,7 +211,7 @@ class Script:
     balances_routers: bool = False
 
     def as_dict(self) -> dict:
-        return {**self.__dict__, "adapted_modules": list(self.adapted_modules),
+        return {**self.__dict__, "adapted_modules": list(self.adapted_modules), "adapted_parameters": list(self.adapted_parameters),
                 "ia3_feedforward": list(self.ia3_feedforward)}
 
 
@@ -216,7 +239,7 @@ def balances_routers(model: ModelSpec, plan: Plan) -> bool:
 def decide(model: ModelSpec, plan: Plan) -> Script:
     return Script(
         compiled=compiles(plan), attention=attention(model, plan), cast_adapter_inputs=casts_adapter_inputs(plan),
-        adapted_modules=tuple(adapted_modules(model, plan)),
+        adapted_modules=tuple(adapted_modules(model, plan)), adapted_parameters=tuple(adapted_parameters(model, plan)),
         ia3_feedforward=tuple(ia3_feedforward(model, plan)) if plan.method == Method.IA3 else (),
         engine=plan.launcher_engine, shard_count=plan.shard_count, rows_per_micro_step=plan.rows_per_micro_step,
         trainable_params=trainable_params(model, plan), balances_routers=balances_routers(model, plan),

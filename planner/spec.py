@@ -14,6 +14,12 @@ MODULE_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_v
                 "down_proj", "gate_up_proj", "dense_h_to_4h", "dense_4h_to_h", "fc1", "fc2", "c_attn", "c_proj", "c_fc",
                 "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "out_proj", "in_proj", "w1", "w2", "w3")
 
+# A transformers-5 mixture of experts' fused expert weights, as PEFT's target_parameters name
+# them (modeling_mixtral.py MixtralExperts, and the same in qwen2_moe, qwen3_moe, olmoe,
+# deepseek_v2/v3): gate_up_proj (experts, 2 x intermediate, hidden), down_proj (experts,
+# hidden, intermediate). `--targets experts` adapts them (ModelSpec.target_parameters).
+EXPERT_PARAMETERS = ("experts.gate_up_proj", "experts.down_proj")
+
 # model_types of hybrids whose other layers are LFM2's gated short convolutions (ModelSpec.conv_layers)
 CONV_HYBRID_TYPES = {"lfm2"}
 
@@ -67,6 +73,9 @@ class ModelSpec:
     # all-linear is then the attention projections, and an MLP name is refused
     mlp_lora_moves_to_experts: bool = False
     mlp_modules: tuple[str, ...] = ()         # LoRA target names of the feed-forward (dense) linear layers
+    # the fused expert weights PEFT adapts for `--targets experts`: transformers 5's names, or what the
+    # model's own code holds (planner/inventory.py); () where its experts are laid out otherwise
+    expert_parameters: tuple[str, ...] = EXPERT_PARAMETERS
     derived_from: str = ""                    # how transformers' own build of the config was read
     bnb_linear_params: int = -1               # weights bitsandbytes quantizes as the script loads them (-1: the formula)
     # what the model does to its logits after the head (its forward; a loss that multiplies the
@@ -319,29 +328,68 @@ class ModelSpec:
         return shapes
 
     def target_modules(self, targets: str) -> list[str]:
-        """Module names for 'attention', 'all-linear' or a comma-separated list."""
+        """Module names for --targets: a comma list of 'attention', 'all-linear', module names
+        and 'experts' (the fused expert weights, which are parameters, not modules:
+        target_parameters)."""
         fam = self.modules_table()
-        if targets == "attention":
-            return list(fam["attention"])
-        if targets == "all-linear":
-            mlp = [] if self.mlp_lora_moves_to_experts else self._mlp_linears(fam)
-            return list(dict.fromkeys(list(fam["attention"]) + mlp))
-        names = [t.strip() for t in targets.split(",") if t.strip()]
-        if not names:
-            raise ModelError("--targets is empty; use attention, all-linear or a comma list of module names")
-        known = set(fam["attention"]) | set(self._mlp_linears(fam))
-        for n in names:
-            if self.mlp_lora_moves_to_experts and n in self._mlp_linears(fam):
-                raise ModelError(
-                    f"{self.name}: PEFT puts the LoRA asked for {n} on the fused experts, not on the dense and shared "
-                    f"MLPs of that name (its conversion of transformers-v4 targets for this architecture), and ftplan "
-                    f"does not count LoRA on experts; use --targets attention")
-            if n not in known:
-                raise ModelError(
-                    f"{self.name} has no linear layer named {n!r}; use --targets attention, all-linear, "
-                    f"or a comma list of {', '.join(sorted(known))}"
-                )
-        return names
+        names: list[str] = []
+        for item in _target_items(targets):
+            if item == "attention":
+                names += fam["attention"]
+            elif item == "all-linear":
+                names += list(fam["attention"]) + ([] if self.mlp_lora_moves_to_experts else self._mlp_linears(fam))
+            elif item == "experts":
+                continue  # parameters, not modules: target_parameters
+            else:
+                names.append(self._known_module(item, fam))
+        return list(dict.fromkeys(names))
+
+    def _known_module(self, name: str, fam: dict) -> str:
+        mlp = self._mlp_linears(fam)
+        if self.mlp_lora_moves_to_experts and name in mlp:
+            raise ModelError(
+                f"{self.name}: PEFT puts the LoRA asked for {name} on the fused experts, not on the dense and shared "
+                f"MLPs of that name (its conversion of transformers-v4 targets for this architecture); "
+                f"use --targets attention, or attention,experts to adapt the experts")
+        if name not in set(fam["attention"]) | set(mlp):
+            known = sorted(set(fam["attention"]) | set(mlp)) + (["experts"] if self.is_moe else [])
+            raise ModelError(
+                f"{self.name} has no linear layer named {name!r}; use --targets attention, all-linear, "
+                f"or a comma list of {', '.join(known)}"
+            )
+        return name
+
+    def target_parameters(self, targets: str) -> list[str]:
+        """The fused expert weights LoRA adapts when --targets lists 'experts' (PEFT's
+        target_parameters, tuners/lora/layer.py ParamWrapper)."""
+        if "experts" not in _target_items(targets):
+            return []
+        if not self.is_moe:
+            raise ModelError(f"{self.name} is not a mixture of experts; drop 'experts' from --targets")
+        if not self.expert_parameters or self.mlp != "gated":
+            raise ModelError(f"{self.name}'s experts are not laid out as transformers 5 fuses them (gate_up_proj and "
+                             f"down_proj), so ftplan does not count LoRA on them; use --targets attention or all-linear")
+        return list(self.expert_parameters)
+
+    def expert_shapes(self) -> dict[str, tuple[int, int]]:
+        """(in, out) of one expert's slice of each fused expert weight."""
+        h, i = self.hidden_size, self.moe_intermediate_size
+        return {"experts.gate_up_proj": (h, 2 * i), "experts.down_proj": (i, h)}
+
+    def expert_lora_params(self, parameters: list[str], rank: int) -> int:
+        """LoRA on fused expert weights: PEFT's ParamWrapper gives each weight an A of in x
+        (rank x experts) and a B of (rank x experts) x out, one rank-r pair per expert
+        (tuners/lora/layer.py ParamWrapper.update_layer). Counted in the MoE layers."""
+        return self.over_layers(lambda g: sum(rank * g.num_experts * sum(g.expert_shapes()[p]) for p in parameters)
+                                if g.is_moe else 0)
+
+    def expert_weight_elements(self, parameters: list[str]) -> int:
+        """One MoE layer's fused expert weights of these names."""
+        return self.num_experts * sum(a * b for a, b in (self.expert_shapes()[p] for p in parameters))
+
+    @property
+    def moe_layers(self) -> int:
+        return self.num_layers - self.dense_layers if self.is_moe else 0
 
     def _mlp_linears(self, fam: dict) -> list[str]:
         """The feed-forward nn.Linear layers LoRA can wrap. MoE experts are fused 3-D parameters
@@ -387,3 +435,10 @@ def family_table(family: str) -> dict | None:
         if row["name"] == family:
             return row
     return None
+
+
+def _target_items(targets: str) -> list[str]:
+    names = [t.strip() for t in targets.split(",") if t.strip()]
+    if not names:
+        raise ModelError("--targets is empty; use attention, all-linear, or a comma list of module names (and experts)")
+    return names

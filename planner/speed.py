@@ -30,7 +30,9 @@ def matmul_flops(model: ModelSpec, plan: Plan) -> float:
     tokens = plan.rows_per_micro_step * plan.seq_len
     blocks, head = model.active_linear_params(), model.vocab_size * model.hidden_size
     trained = blocks + head if plan.method == "full" else 0
-    adapters = script.trainable_params(model, plan) if plan.is_low_rank else 0
+    # the experts' LoRA is folded into their weights, not run per token (expert_lora_bytes)
+    adapters = script.trainable_params(model, plan) - model.expert_lora_params(script.adapted_parameters(model, plan), plan.rank) \
+        if plan.is_low_rank else 0
     per_token = 2 * (blocks + head) + 2 * (blocks + head) + 2 * trained + 6 * adapters
     if plan.grad_ckpt:
         per_token += 2 * blocks
@@ -89,6 +91,19 @@ def dequant_bytes(model: ModelSpec, plan: Plan) -> float:
     if plan.method != "qlora":
         return 0.0
     return float(model.quantized_params() * layer_passes(plan))
+
+
+def expert_lora_bytes(model: ModelSpec, plan: Plan) -> float:
+    """LoRA on the fused experts folds every adapted expert weight into a new one each forward
+    (planner/memory.py expert_lora_weight_bytes), and backward makes the folded weight's
+    gradient and trains the routed experts' grouped matmuls through it: per pass through a
+    layer, work on the scale of the experts' weights, whatever the tokens. Counted as their
+    bytes per pass; DPO's reference forward runs without the adapters. What a byte costs is
+    measured (knowledge/speed.toml expert_lora)."""
+    parameters = script.adapted_parameters(model, plan)
+    if not parameters:
+        return 0.0
+    return float(model.moe_layers * model.expert_weight_elements(parameters) * 2 * layer_passes(plan, reference=False))
 
 
 def dora_bytes(model: ModelSpec, plan: Plan) -> float:
@@ -237,7 +252,7 @@ class Feature:
 
 # Fitted elsewhere than bench/fit_speed.py (their runs are not in its files): kept as set in knowledge/speed.toml.
 SET_BY_HAND = ("cpu_optimizer_deepspeed", "cpu_optimizer_torch", "zero3_hooks", "deepspeed_master", "communication",
-               "attention_math")
+               "attention_math", "expert_lora")
 
 FEATURES = (
     Feature("matmul", "flops", "dense matmuls"),
@@ -249,6 +264,7 @@ FEATURES = (
     Feature("logits_fused", "bytes", "logits and loss, fused a chunk at a time"),
     Feature("dequant", "bytes", "4-bit dequantization"),
     Feature("dora", "bytes", "DoRA weight norms"),
+    Feature("expert_lora", "bytes", "LoRA on the fused experts: folding it into their weights, and back"),
     Feature("dispatch_eager", "seconds", "ops dispatched by eager layers, per op"),
     Feature("launch_compiled", "seconds", "per-layer launch overhead, compiled"),
     Feature("adapter_traffic_eager", "bytes", "eager adapters' full-width activations"),
@@ -291,6 +307,7 @@ def raw_features(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> dict[str, float]
         "logits_fused": accum * fused_logits_traffic_bytes(model, plan) / bw,
         "dequant": accum * dequant_bytes(model, plan) / bw,
         "dora": accum * dora_bytes(model, plan) / bw,
+        "expert_lora": accum * expert_lora_bytes(model, plan) / bw,
         "dispatch_eager": 0.0 if compiled else accum * eager_ops(model, plan) * 1e-3,
         "launch_compiled": accum * layer_launches(model, plan) * 1e-3 if compiled else 0.0,
         "adapter_traffic_eager": 0.0 if compiled else accum * adapter_traffic_bytes(model, plan) / bw,
@@ -413,10 +430,8 @@ def explain(model: ModelSpec, plan: Plan) -> list[str]:
                      "(--packing-attends-across packs anyway)")
     if script.compiles(plan):
         lines.append(f"compiled decoder layers: {_lever('speed.compile')['why']}")
-    elif plan.compile:
-        lines.append(f"eager: {plan.method} has not been measured compiled yet (knowledge/speed.toml [compile])")
     else:
-        lines.append("eager: compilation turned off (--no-compile)")
+        lines.append(f"eager: {script.eager_reason(plan)}")
     ckpt = _lever("speed.no-grad-ckpt")["why"]
     lines.append(("gradient checkpointing on: the plan does not fit without it; " if plan.grad_ckpt
                   else "gradient checkpointing off: ") + ckpt)

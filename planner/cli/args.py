@@ -91,7 +91,7 @@ def add_plan_args(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     p.add_argument("--alpha", type=positive_int, default=None, help="LoRA alpha (default 2 x rank)")
     p.add_argument("--dropout", "--lora-dropout", dest="dropout", type=number(0.0, 0.99), default=g(d.dropout),
                    help="LoRA dropout (PEFT's default is 0.05; ours 0: faster, and no mask kept per layer)")
-    p.add_argument("--targets", default=g(d.targets), help="attention, all-linear, or a comma list of module names")
+    p.add_argument("--targets", default=g(d.targets), help="attention, all-linear, or a comma list of module names; add experts to adapt a mixture of experts' fused experts")
     p.add_argument("--virtual-tokens", type=whole_number(1, 4096), default=g(d.virtual_tokens))
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="bf16 | fp16 | mixed | fp32 (default: bf16, or fp16 on a card without bf16)")

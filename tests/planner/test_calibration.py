@@ -25,7 +25,7 @@ RESULTS = [BENCH / "memory-h100.jsonl", BENCH / "memory-h100-compiled.jsonl", BE
            BENCH / "shared-h200-3.jsonl", BENCH / "shared-h200-4.jsonl", BENCH / "shared-h200-5.jsonl",
            BENCH / "shared-h200-6.jsonl", BENCH / "logit-transform-h200.jsonl", BENCH / "deepseek-h200.jsonl",
            BENCH / "lfm2-h200.jsonl", BENCH / "deepseek-v3-h200.jsonl",
-           BENCH / "moe-full-h200.jsonl"]
+           BENCH / "moe-full-h200.jsonl", BENCH / "experts-h200.jsonl", BENCH / "experts-h200-2.jsonl"]
 H100 = hardware.resolve("H100-SXM")
 
 def committed(files=RESULTS):
@@ -43,9 +43,14 @@ def refusal(run) -> str:
     return ""
 
 
+def crashed(run) -> bool:
+    """A run that failed other than by running out of memory measured nothing."""
+    return run["exit_code"] != 0 and not run["oom"]
+
+
 def runs(files=RESULTS):
     """The committed runs of plans the planner estimates."""
-    return [r for r in committed(files) if not refusal(r)]
+    return [r for r in committed(files) if not refusal(r) and not crashed(r)]
 
 
 def key(plan: Plan):
@@ -146,6 +151,21 @@ def test_a_refused_plan_is_refused_for_what_its_run_showed():
     lora = next(r for r in runs() if r["plan"]["model"] == "Falcon-7B" and r["plan"]["method"] == "lora"
                 and r["plan"]["batch"] == refused[0]["plan"]["batch"] and r["plan"]["seq_len"] == refused[0]["plan"]["seq_len"])
     assert refused[0]["measured_nvml_peak_bytes"] == pytest.approx(lora["measured_nvml_peak_bytes"], rel=0.01)
+
+
+def test_a_run_that_crashed_is_not_rendered_again_as_it_ran():
+    """LoRA on the fused experts with checkpointing crashed compiled on the H200 (torch's
+    CheckpointError: the recomputed layer saved other tensors than its forward,
+    experts-h200.jsonl); the same plan now renders eager, and ran so (experts-h200-2.jsonl)."""
+    from planner import script
+
+    broken = [r for r in committed() if crashed(r)]
+    assert len(broken) == 1 and "CheckpointError" in " ".join(broken[0]["stderr_errors"])
+    plan = Plan(**broken[0]["plan"])
+    assert plan.compile and not script.compiles(plan) and "checkpointing" in script.eager_reason(plan)
+    same = lambda p: (p.model, p.method, p.targets, p.batch, p.seq_len, p.grad_ckpt, p.compile)  # noqa: E731
+    again = [r for r in runs() if same(Plan(**r["plan"])) == same(plan)]
+    assert again and all(r["exit_code"] == 0 for r in again)
 
 
 def test_a_30b_class_qlora_on_the_h200_ran_and_one_went_out_of_memory():

@@ -63,6 +63,11 @@ def test_estimate_does_not_import_torch_or_transformers():
     (("submit", "/nonexistent/run"), "no slurm.sbatch"),
     (("estimate", "--model", "Llama-3.1-8B", "--engine", "fsdp", "--zero", "2", "--gpus", "2"), "drop --zero"),
     (("data", "/nonexistent.jsonl"), "no such dataset"),
+    # LoRA on the fused experts: only where there are experts, and only what PEFT's ParamWrapper takes
+    (("estimate", "--model", "Llama-3.1-8B", "--targets", "attention,experts"), "not a mixture of experts"),
+    (("estimate", "--model", "Mixtral-8x7B", "--targets", "experts", "--dropout", "0.05"), "--dropout 0"),
+    (("estimate", "--model", "Mixtral-8x7B", "--targets", "experts", "--method", "dora"), "--method lora"),
+    (("estimate", "--model", "Mixtral-8x7B", "--targets", "experts", "--gpus", "2", "--zero", "3"), "--zero 2"),
     # QLoRA where bitsandbytes quantizes no layer: every command refuses it with the same reason
     (("estimate", "--model", "Falcon-7B", "--method", "qlora", "--gpu", "H200"), "--method lora"),
     (("recommend", "--model", "Falcon-7B", "--method", "qlora", "--gpu", "H200"), "--method lora"),

@@ -179,3 +179,23 @@ def test_flags_describe_a_plain_transformers_peft_loop():
     plan = json.loads(out.stdout)["plan"]
     assert (plan["dropout"], plan["cast_adapter_inputs"], plan["kbit_prep"], plan["loss"], plan["compile"]) == \
         (0.05, True, True, "model", False)
+
+
+def test_lora_on_the_fused_experts_keeps_a_folded_copy_of_their_weights_per_layer():
+    """PEFT folds each adapted expert weight into a new copy every forward, which the grouped
+    matmuls keep for backward: every MoE layer's copy without checkpointing, the recomputed
+    layer's with it; the experts' matmuls keep what trained weights need; and the trainable
+    count is r x experts x (in + out) per fused weight and MoE layer."""
+    mixtral = models.resolve("Mixtral-8x7B")
+    h, i, e = mixtral.hidden_size, mixtral.moe_intermediate_size, mixtral.num_experts
+    attention = est(mixtral, method="lora", batch=1, targets="attention")
+    experts = est(mixtral, method="lora", batch=1, targets="attention,experts")
+    folded = mixtral.num_layers * e * 3 * h * i * 2 + e * 2 * i * h * 2  # every layer's copy + the larger one's gradient
+    assert experts.term_bytes()["expert_lora_weights"] == folded
+    assert experts.term_bytes()["activations"] > attention.term_bytes()["activations"]
+    lora_on_experts = mixtral.num_layers * 16 * e * ((h + 2 * i) + (i + h))
+    assert experts.term_bytes()["optimizer_states"] - attention.term_bytes()["optimizer_states"] == lora_on_experts * 2 * 4
+    ckpt = est(mixtral, method="lora", batch=1, targets="attention,experts", grad_ckpt=True)
+    ckpt_attention = est(mixtral, method="lora", batch=1, targets="attention", grad_ckpt=True)
+    assert "expert_lora_weights" not in ckpt.term_bytes()
+    assert ckpt.term_bytes()["recomputed_layer"] - ckpt_attention.term_bytes()["recomputed_layer"] >= folded // mixtral.num_layers

@@ -46,12 +46,13 @@ def built(cfg):
         return AutoModelForCausalLM.from_config(config)
 
 
-def peft_trainable(model, targets) -> int:
+def peft_trainable(model, targets, parameters=None) -> int:
     from peft import LoraConfig, get_peft_model
 
+    config = LoraConfig(r=16, target_modules=targets or None, target_parameters=parameters, init_lora_weights=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        adapted = get_peft_model(copy.deepcopy(model), LoraConfig(r=16, target_modules=targets, init_lora_weights=False))
+        adapted = get_peft_model(copy.deepcopy(model), config)
     return sum(p.numel() for p in adapted.parameters() if p.requires_grad)
 
 
@@ -81,6 +82,15 @@ def test_each_config_is_refused_with_a_reason_or_counted_as_transformers_and_pef
     if (not spec.is_moe or spec.shared_intermediate_size) and not spec.mlp_lora_moves_to_experts:
         assert abs(spec.lora_params(spec.target_modules("all-linear"), 16) - peft_trainable(model, "all-linear")) <= \
             0.02 * peft_trainable(model, "all-linear")
+    # the fused experts (--targets experts): counted as PEFT's target_parameters adapts them, or refused
+    if spec.is_moe:
+        try:
+            parameters = spec.target_parameters("experts")
+        except ModelError as e:
+            assert "experts" in str(e) and "--targets" in str(e)
+            return
+        adapted = peft_trainable(model, [], parameters)
+        assert abs(spec.expert_lora_params(parameters, 16) - adapted) <= 0.02 * adapted, (spec.expert_lora_params(parameters, 16), adapted)
 
 
 def test_most_current_families_are_accepted_and_every_refusal_is_one_we_expect(tmp_path):

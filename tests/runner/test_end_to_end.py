@@ -200,3 +200,26 @@ def test_full_fine_tuning_of_a_mixture_of_experts_trains_its_routers_with_their_
         assert first[coef, "chunked"] == pytest.approx(first[coef, "model"], rel=1e-4)
         assert first[coef, "standard"] == pytest.approx(first[coef, "model"], rel=1e-4)
     assert first[0.5, "model"] > first[0.0, "model"] + 0.1  # the balancing loss is at least 1 per layer
+
+
+def test_lora_on_the_fused_experts_trains_them_and_saves_them_in_the_adapter(tmp_path, dataset):
+    """--targets attention,experts: PEFT's LoRA on the experts' 3-D weights (target_parameters)
+    trains beside the attention's, with the trainable count the plan states, and the final
+    adapter holds the experts' A and B, B moved off its zero start."""
+    model_dir = _tiny_of(tmp_path / "model", "MixtralConfig", num_local_experts=4, num_experts_per_tok=2)
+    spec = models.resolve(str(model_dir))
+    run_dir, plan = _render(tmp_path, model_dir, dataset("alpaca"), "alpaca", method="lora", targets="attention,experts",
+                            max_steps=2, save_steps=10, eval_fraction=0.0)
+    assert "target_parameters=TARGET_PARAMETERS" in (run_dir / "train.py").read_text()
+    events = _run(run_dir)
+    assert events[-1].state == "succeeded", (run_dir / "stderr.log").read_text()[-3000:]
+    from safetensors.torch import load_file
+
+    from planner import script
+
+    started = json.loads((run_dir / "stdout.log").read_text().splitlines()[0])
+    assert started["trainable_params"] == script.trainable_params(spec, plan) > \
+        script.trainable_params(spec, plan.with_(targets="attention"))
+    saved = load_file(str(next(run_dir.glob("**/final/adapter_model.safetensors"))))
+    experts_b = [w for k, w in saved.items() if "experts" in k and "lora_B" in k]
+    assert len(experts_b) == 2 * spec.num_layers and all(w.abs().sum() > 0 for w in experts_b)
