@@ -451,3 +451,13 @@ EXPERTS_H200_2 = [dict(model=_CFG + "mixtral-2b", method="lora", batch=4, seq_le
                   for targets, extra in (("attention", {}), (_EXP, {}), (_EXP, dict(grad_ckpt=True)))] + [
     dict(model=_CFG + "qwen3-moe-4b", method="lora", batch=4, seq_len=2048, gpu="H200", targets=targets, grad_ckpt=True)
     for targets in ("experts", _EXP)]
+
+# 2026-12-02, H200: where the allocated peak matched the estimate and the reserved one did not.
+# Full fine-tuning with checkpointing reserved 3-9 GiB beyond what it allocated (Granite-shaped
+# -11.3%, Qwen1.5-MoE-shaped -7.6%, DeepSeek-V2-Lite-shaped -4.9%), and Cohere's LoRA with its
+# 256k-entry head reserved almost nothing beyond it (+9.5%): the same plans with the allocator's
+# history recorded, to see what the free holes at the mapping's peak held.
+TRACE_RESERVED_H200 = [dict(model=_CFG + name, method="full", batch=4, seq_len=2048, gpu="H200", grad_ckpt=True, trace=True,
+                            label=f"trace-full-ckpt-{name}")
+                       for name in ("granite-2b", "qwen2-moe-3b", "deepseek-v2-lite-4b")] + [
+    dict(model=_CFG + "cohere-4b", method="lora", batch=2, seq_len=1024, gpu="H200", trace=True, label="trace-lora-cohere-4b")]

@@ -425,8 +425,8 @@ def moe_routed_bytes_per_token(model: ModelSpec, plan: Plan) -> float:
     grouped_mm_experts_forward) on the token's top-k copies, keeping the gathered hidden
     states, the experts' intermediate tensors, and for trained experts their down
     projection's input and output (the experts train under full fine-tuning, and through
-    their folded weights under LoRA on them: expert_lora_weight_bytes); the router keeps its fp32 probabilities over every expert
-    and the sort and gather indices of each choice. Counted by the census (planner/census.py,
+    their folded weights under LoRA on them: expert_lora_weight_bytes); the router keeps its
+    fp32 probabilities over every expert and the sort and gather indices of each choice. Counted by the census (planner/census.py,
     the published Mixtral, Qwen3-MoE, OLMoE and Qwen2-MoE configs at a small width:
     tests/planner/test_activation_census.py). Compiled, the activation is recomputed from the
     gate_up output in backward, as in a dense gated MLP (compiled_gated_mlp_per_intermediate);
@@ -536,24 +536,26 @@ def expert_lora_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     backward; backward makes its gradient, as large, to reach A and B. Without checkpointing
     every MoE layer's are kept, and the first layer backward reaches adds the largest
     gradient; with it, only the recomputed layer's (in `recomputed_layer`)."""
-    parameters = script.adapted_parameters(model, plan)
-    if not parameters or plan.grad_ckpt:
-        return 0, "none" if not parameters else "with checkpointing: the recomputed layer's only"
-    width = _k("dtype_bytes")["fp32" if plan.stores_fp32_weights else "bf16"]
-    per_layer = model.expert_weight_elements(parameters) * width
-    largest = max(model.expert_weight_elements([p]) for p in parameters) * width
-    return model.moe_layers * per_layer + largest, \
+    per_layer, gradient = _folded_experts(model, plan)
+    if not per_layer or plan.grad_ckpt:
+        return 0, "none" if not per_layer else "with checkpointing: the recomputed layer's only"
+    return model.moe_layers * per_layer + gradient, \
         f"{model.moe_layers} MoE layers x {per_layer / 2**20:,.0f} MiB of folded expert weights + one's gradient"
 
 
 def recomputed_expert_lora_bytes(model: ModelSpec, plan: Plan) -> int:
     """The recomputed layer's folded expert weights and the largest one's gradient
     (expert_lora_weight_bytes, one layer)."""
+    return sum(_folded_experts(model, plan))
+
+
+def _folded_experts(model: ModelSpec, plan: Plan) -> tuple[int, int]:
+    """(one MoE layer's folded expert weights, the largest one's gradient) in the weights' dtype."""
     parameters = script.adapted_parameters(model, plan)
     if not parameters:
-        return 0
+        return 0, 0
     width = _k("dtype_bytes")["fp32" if plan.stores_fp32_weights else "bf16"]
-    return (model.expert_weight_elements(parameters) + max(model.expert_weight_elements([p]) for p in parameters)) * width
+    return model.expert_weight_elements(parameters) * width, max(model.expert_weight_elements([p]) for p in parameters) * width
 
 
 def logits_rows(model: ModelSpec, plan: Plan) -> int:
@@ -783,6 +785,8 @@ def evidence_margin(model: ModelSpec, plan: Plan, peak: int) -> Term:
     (knowledge/evidence.toml; docs/guides.md#evidence-behind-an-estimate)."""
     ev = evidence.of(model, plan)
     what = model.family if plan.trainer == "ftplan" else f"{model.family} under {plan.trainer.upper()}"
+    if evidence.measured_row(model, plan.trainer) is not None:  # the family is measured; a setting of the plan is not
+        what = "a setting of this plan"
     return Term("evidence_margin", int(peak * ev.margin), f"{ev.margin:.0%} of the above: {what} is derived, not measured",
                 _first_line(evidence_margin.__doc__))
 

@@ -454,6 +454,9 @@ def _validate_against_model(plan: Plan, model) -> None:
         if plan.adapts_experts:
             _validate_expert_lora(plan, model)
     elif plan.method == "ia3":
+        if "experts" in (t.strip() for t in plan.targets.split(",")):
+            raise PlanError("IA3 scales the outputs of nn.Linear layers, and the fused experts are not layers; "
+                            "use --method lora to adapt them, or --targets without experts")
         model.target_modules(plan.targets)
     if plan.method == "prefix" and model.latent_attention:
         raise PlanError(f"{model.name} caches compressed latents, not per-head keys and values, so prefix tuning's "

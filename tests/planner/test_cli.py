@@ -68,6 +68,7 @@ def test_estimate_does_not_import_torch_or_transformers():
     (("estimate", "--model", "Mixtral-8x7B", "--targets", "experts", "--dropout", "0.05"), "--dropout 0"),
     (("estimate", "--model", "Mixtral-8x7B", "--targets", "experts", "--method", "dora"), "--method lora"),
     (("estimate", "--model", "Mixtral-8x7B", "--targets", "experts", "--gpus", "2", "--zero", "3"), "--zero 2"),
+    (("estimate", "--model", "Mixtral-8x7B", "--targets", "attention,experts", "--method", "ia3"), "--method lora"),
     # QLoRA where bitsandbytes quantizes no layer: every command refuses it with the same reason
     (("estimate", "--model", "Falcon-7B", "--method", "qlora", "--gpu", "H200"), "--method lora"),
     (("recommend", "--model", "Falcon-7B", "--method", "qlora", "--gpu", "H200"), "--method lora"),
