@@ -1,5 +1,5 @@
 """The caching-allocator simulator (bench/allocator_sim.py) against the allocator histories
-recorded on the H100 (bench/results/allocator-events/): every block lands where it really
+recorded on the H100 and the H200 (bench/results/allocator-events/): every block lands where it really
 did, and the mapped peak comes out to the byte."""
 
 from pathlib import Path
