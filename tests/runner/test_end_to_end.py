@@ -223,3 +223,16 @@ def test_lora_on_the_fused_experts_trains_them_and_saves_them_in_the_adapter(tmp
     saved = load_file(str(next(run_dir.glob("**/final/adapter_model.safetensors"))))
     experts_b = [w for k, w in saved.items() if "experts" in k and "lora_B" in k]
     assert len(experts_b) == 2 * spec.num_layers and all(w.abs().sum() > 0 for w in experts_b)
+    # merge.py folds the experts' LoRA into their weights: the merged model computes what the adapter does
+    out = subprocess.run([sys.executable, str(run_dir / "merge.py")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
+                                        next(run_dir.glob("**/final")))
+    merged = AutoModelForCausalLM.from_pretrained(next(run_dir.glob("**/merged")), dtype=torch.float32)
+    ids = torch.randint(4, 60, (1, 12))
+    with torch.no_grad():
+        assert torch.allclose(adapter(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-4)
