@@ -461,3 +461,8 @@ TRACE_RESERVED_H200 = [dict(model=_CFG + name, method="full", batch=4, seq_len=2
                             label=f"trace-full-ckpt-{name}")
                        for name in ("granite-2b", "qwen2-moe-3b", "deepseek-v2-lite-4b")] + [
     dict(model=_CFG + "cohere-4b", method="lora", batch=2, seq_len=1024, gpu="H200", trace=True, label="trace-lora-cohere-4b")]
+
+# The same day, third call: the Mixtral-shaped pair alone again at batch 1, a quarter of the
+# tokens, to tell a cost per token from a cost per byte of the experts' weights.
+EXPERTS_B1_H200 = [dict(model=_CFG + "mixtral-2b", method="lora", batch=1, seq_len=2048, gpu="H200", targets=targets, alone=True)
+                   for targets in ("attention", _EXP)]

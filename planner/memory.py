@@ -821,13 +821,16 @@ def estimate(model: ModelSpec, plan: Plan, gpu: GpuSpec | None = None, max_micro
                            f"counted as transformers' torch path runs it (its reference causal_conv1d_fn; the "
                            f"causal-conv1d package's kernel, where installed, keeps other tensors)")
     if model.is_moe:
-        if model.mlp_lora_moves_to_experts:
+        if plan.adapts_experts:
+            linear = ("the fused experts take LoRA through PEFT's target_parameters, folded into a copy of their "
+                      "whole weights every forward")
+        elif model.mlp_lora_moves_to_experts:
             linear = ("all-linear adapts attention only: PEFT would put LoRA asked for the dense and shared MLPs "
-                      "on the fused experts, which ftplan does not count")
+                      "on the fused experts; add experts to --targets to adapt them")
         elif model.shared_intermediate_size:
             linear = "all-linear adapts attention and the shared experts (fused experts are not nn.Linear)"
         else:
-            linear = "all-linear adapts attention only (fused experts are not nn.Linear)"
+            linear = "all-linear adapts attention only (fused experts are not nn.Linear: add experts to --targets)"
         assumptions.append(f"MoE: activations for the experts each token uses; {linear}; QLoRA leaves the experts bf16")
         if model.dense_layers:
             assumptions.append(f"the first {model.dense_layers} layer(s) have a dense MLP, the rest experts; each kind "
