@@ -30,7 +30,7 @@ def matmul_flops(model: ModelSpec, plan: Plan) -> float:
     tokens = plan.rows_per_micro_step * plan.seq_len
     blocks, head = model.active_linear_params(), model.vocab_size * model.hidden_size
     trained = blocks + head if plan.method == "full" else 0
-    # the experts' LoRA is folded into their weights, not run per token (expert_lora_bytes)
+    # the experts' LoRA is folded into their weights, not run per token (expert_fold_bytes)
     adapters = script.trainable_params(model, plan) - model.expert_lora_params(script.adapted_parameters(model, plan), plan.rank) \
         if plan.is_low_rank else 0
     per_token = 2 * (blocks + head) + 2 * (blocks + head) + 2 * trained + 6 * adapters
@@ -93,17 +93,27 @@ def dequant_bytes(model: ModelSpec, plan: Plan) -> float:
     return float(model.quantized_params() * layer_passes(plan))
 
 
-def expert_lora_bytes(model: ModelSpec, plan: Plan) -> float:
+def expert_fold_bytes(model: ModelSpec, plan: Plan) -> float:
     """LoRA on the fused experts folds every adapted expert weight into a new one each forward
     (planner/memory.py expert_lora_weight_bytes), and backward makes the folded weight's
-    gradient and trains the routed experts' grouped matmuls through it: per pass through a
-    layer, work on the scale of the experts' weights, whatever the tokens. Counted as their
-    bytes per pass; DPO's reference forward runs without the adapters. What a byte costs is
-    measured (knowledge/speed.toml expert_lora)."""
+    gradient: per pass through a layer, work on the scale of the experts' weights, whatever
+    the tokens. Counted as their bytes per pass; DPO's reference forward runs without the
+    adapters. What a byte costs is measured (knowledge/speed.toml expert_fold)."""
     parameters = script.adapted_parameters(model, plan)
     if not parameters:
         return 0.0
     return float(model.moe_layers * model.expert_weight_elements(parameters) * 2 * layer_passes(plan, reference=False))
+
+
+def expert_weight_grad_flops(model: ModelSpec, plan: Plan) -> float:
+    """The routed experts' grouped matmuls compute their weights' gradients once the experts
+    are trained through their folded weights: 2 FLOPs per routed expert weight per token,
+    which frozen experts skip (knowledge/speed.toml expert_weight_grads)."""
+    parameters = script.adapted_parameters(model, plan)
+    if not parameters:
+        return 0.0
+    routed = model.moe_layers * model.experts_per_token * model.expert_weight_elements(parameters) / model.num_experts
+    return float(plan.rows_per_micro_step * plan.seq_len * 2 * routed)
 
 
 def dora_bytes(model: ModelSpec, plan: Plan) -> float:
@@ -252,7 +262,7 @@ class Feature:
 
 # Fitted elsewhere than bench/fit_speed.py (their runs are not in its files): kept as set in knowledge/speed.toml.
 SET_BY_HAND = ("cpu_optimizer_deepspeed", "cpu_optimizer_torch", "zero3_hooks", "deepspeed_master", "communication",
-               "attention_math", "expert_lora")
+               "attention_math", "expert_fold", "expert_weight_grads")
 
 FEATURES = (
     Feature("matmul", "flops", "dense matmuls"),
@@ -264,7 +274,8 @@ FEATURES = (
     Feature("logits_fused", "bytes", "logits and loss, fused a chunk at a time"),
     Feature("dequant", "bytes", "4-bit dequantization"),
     Feature("dora", "bytes", "DoRA weight norms"),
-    Feature("expert_lora", "bytes", "LoRA on the fused experts: folding it into their weights, and back"),
+    Feature("expert_fold", "bytes", "LoRA folded into the fused experts' weights, and back"),
+    Feature("expert_weight_grads", "flops", "the routed experts' weight gradients (LoRA on the experts)"),
     Feature("dispatch_eager", "seconds", "ops dispatched by eager layers, per op"),
     Feature("launch_compiled", "seconds", "per-layer launch overhead, compiled"),
     Feature("adapter_traffic_eager", "bytes", "eager adapters' full-width activations"),
@@ -307,7 +318,8 @@ def raw_features(model: ModelSpec, plan: Plan, gpu: GpuSpec) -> dict[str, float]
         "logits_fused": accum * fused_logits_traffic_bytes(model, plan) / bw,
         "dequant": accum * dequant_bytes(model, plan) / bw,
         "dora": accum * dora_bytes(model, plan) / bw,
-        "expert_lora": accum * expert_lora_bytes(model, plan) / bw,
+        "expert_fold": accum * expert_fold_bytes(model, plan) / bw,
+        "expert_weight_grads": accum * expert_weight_grad_flops(model, plan) / flops,
         "dispatch_eager": 0.0 if compiled else accum * eager_ops(model, plan) * 1e-3,
         "launch_compiled": accum * layer_launches(model, plan) * 1e-3 if compiled else 0.0,
         "adapter_traffic_eager": 0.0 if compiled else accum * adapter_traffic_bytes(model, plan) / bw,

@@ -25,7 +25,7 @@ RESULTS = [BENCH / "memory-h100.jsonl", BENCH / "memory-h100-compiled.jsonl", BE
            BENCH / "shared-h200-3.jsonl", BENCH / "shared-h200-4.jsonl", BENCH / "shared-h200-5.jsonl",
            BENCH / "shared-h200-6.jsonl", BENCH / "logit-transform-h200.jsonl", BENCH / "deepseek-h200.jsonl",
            BENCH / "lfm2-h200.jsonl", BENCH / "deepseek-v3-h200.jsonl",
-           BENCH / "moe-full-h200.jsonl", BENCH / "experts-h200.jsonl", BENCH / "experts-h200-2.jsonl",
+           BENCH / "moe-full-h200.jsonl", BENCH / "experts-h200.jsonl", BENCH / "experts-h200-2.jsonl", BENCH / "experts-b1-h200.jsonl",
            BENCH / "trace-reserved-h200.jsonl"]
 H100 = hardware.resolve("H100-SXM")
 

@@ -192,3 +192,27 @@ def test_sdpas_math_kernel_is_charged_its_fp32_scores():
         plan = Plan(**run["plan"])
         terms = {t.name for t in speed.estimate(models.resolve(plan.model), plan, h200).terms}
         assert "attention_math" in terms and "attention" not in terms
+
+
+def test_lora_on_the_experts_costs_a_fold_per_pass_and_the_routed_weight_gradients_per_token():
+    """The Mixtral-shaped pairs alone on the H200 (experts-h200-2.jsonl at batch 4,
+    experts-b1-h200.jsonl at batch 1) set the two features: their step times with the experts
+    adapted come out within 15% (the attention-only steps of this small MoE are
+    predicted fast themselves); the folds do not shrink with the tokens, the weight gradients do,
+    and checkpointing adds a fold per layer."""
+    results = Path(__file__).resolve().parents[2] / "bench" / "results"
+    h200 = hardware.resolve("H200")
+    timed = [json.loads(line) for f in ("experts-h200-2.jsonl", "experts-b1-h200.jsonl")
+             for line in (results / f).read_text().splitlines()]
+    pairs = [r for r in timed if r["step_s"] and not r["plan"]["grad_ckpt"] and "experts" in r["plan"]["targets"]]
+    assert len(pairs) == 2
+    for r in pairs:
+        plan = Plan(**r["plan"])
+        predicted = speed.estimate(models.resolve(plan.model), plan, h200).step_s
+        assert abs(predicted - r["step_s"]) <= 0.15 * r["step_s"], (plan.batch, predicted, r["step_s"])
+    mixtral = models.resolve("bench/configs/mixtral-2b")
+    raw = {(b, c): speed.raw_features(mixtral, Plan(model="bench/configs/mixtral-2b", method="lora", batch=b, grad_ckpt=c,
+                                                    targets="attention,experts"), h200) for b in (1, 4) for c in (False, True)}
+    assert raw[1, False]["expert_fold"] == raw[4, False]["expert_fold"] > 0
+    assert raw[4, False]["expert_weight_grads"] == pytest.approx(4 * raw[1, False]["expert_weight_grads"])
+    assert raw[4, True]["expert_fold"] == pytest.approx(1.5 * raw[4, False]["expert_fold"])
