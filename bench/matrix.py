@@ -432,7 +432,7 @@ MOE_FULL_H200 = [dict(model=_CFG + name, method="full", batch=4, seq_len=2048, g
 )]
 
 # 2026-12-02, H200: LoRA on the fused experts (--targets experts: PEFT's target_parameters,
-# which folds each expert's update into its whole weight every forward), on four mixtures of
+# which folds each expert's update into its whole weight every forward), on five mixtures of
 # experts, with and without checkpointing, compiled and eager, and in 4 bits (the experts stay bf16).
 _EXP = "attention,experts"
 EXPERTS_H200 = [dict(model=_CFG + name, method=method, batch=4, seq_len=2048, gpu="H200", targets=targets, **extra)
@@ -462,7 +462,7 @@ TRACE_RESERVED_H200 = [dict(model=_CFG + name, method="full", batch=4, seq_len=2
                        for name in ("granite-2b", "qwen2-moe-3b", "deepseek-v2-lite-4b")] + [
     dict(model=_CFG + "cohere-4b", method="lora", batch=2, seq_len=1024, gpu="H200", trace=True, label="trace-lora-cohere-4b")]
 
-# The same day, third call: the Mixtral-shaped pair alone again at batch 1, a quarter of the
+# The same day, fourth call: the Mixtral-shaped pair alone again at batch 1, a quarter of the
 # tokens, to tell a cost per token from a cost per byte of the experts' weights.
 EXPERTS_B1_H200 = [dict(model=_CFG + "mixtral-2b", method="lora", batch=1, seq_len=2048, gpu="H200", targets=targets, alone=True)
                    for targets in ("attention", _EXP)]

@@ -164,7 +164,9 @@ def test_a_run_that_crashed_is_not_rendered_again_as_it_ran():
     assert len(broken) == 1 and "CheckpointError" in " ".join(broken[0]["stderr_errors"])
     plan = Plan(**broken[0]["plan"])
     assert plan.compile and not script.compiles(plan) and "checkpointing" in script.eager_reason(plan)
-    same = lambda p: (p.model, p.method, p.targets, p.batch, p.seq_len, p.grad_ckpt, p.compile)  # noqa: E731
+    def same(p: Plan) -> tuple:
+        return p.model, p.method, p.targets, p.batch, p.seq_len, p.grad_ckpt, p.compile
+
     again = [r for r in runs() if same(Plan(**r["plan"])) == same(plan)]
     assert again and all(r["exit_code"] == 0 for r in again)
 
