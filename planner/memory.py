@@ -504,7 +504,7 @@ def recomputed_layer_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
     if not plan.grad_ckpt:
         return 0, "no checkpointing"
     per_layer = largest_layer_activation_bytes_per_token(model, plan) * script.tokens_per_micro_step(plan)
-    folded = recomputed_expert_lora_bytes(model, plan)
+    folded = sum(_folded_experts(model, plan))  # its folded expert weights and the largest one's gradient
     backward = layer_backward_bytes(model, plan)
     experts = f", its folded experts ({folded / 2**20:,.0f} MiB)" if folded else ""
     return checkpoint_kept_bytes(model, plan) + per_layer + folded + backward, \
@@ -541,12 +541,6 @@ def expert_lora_weight_bytes(model: ModelSpec, plan: Plan) -> tuple[int, str]:
         return 0, "none" if not per_layer else "with checkpointing: the recomputed layer's only"
     return model.moe_layers * per_layer + gradient, \
         f"{model.moe_layers} MoE layers x {per_layer / 2**20:,.0f} MiB of folded expert weights + one's gradient"
-
-
-def recomputed_expert_lora_bytes(model: ModelSpec, plan: Plan) -> int:
-    """The recomputed layer's folded expert weights and the largest one's gradient
-    (expert_lora_weight_bytes, one layer)."""
-    return sum(_folded_experts(model, plan))
 
 
 def _folded_experts(model: ModelSpec, plan: Plan) -> tuple[int, int]:

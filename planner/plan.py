@@ -244,9 +244,14 @@ class Plan:
         return self.method in LOW_RANK
 
     @property
+    def lists_experts(self) -> bool:
+        """--targets names the fused experts (PEFT's target_parameters: ModelSpec.target_parameters)."""
+        return "experts" in (t.strip() for t in self.targets.split(","))
+
+    @property
     def adapts_experts(self) -> bool:
-        """--targets lists the fused experts (PEFT's target_parameters: ModelSpec.target_parameters)."""
-        return self.is_low_rank and "experts" in (t.strip() for t in self.targets.split(","))
+        """LoRA on the fused experts: a low-rank method whose --targets names them."""
+        return self.is_low_rank and self.lists_experts
 
     @property
     def uses_deepspeed(self) -> bool:
@@ -454,7 +459,7 @@ def _validate_against_model(plan: Plan, model) -> None:
         if plan.adapts_experts:
             _validate_expert_lora(plan, model)
     elif plan.method == "ia3":
-        if "experts" in (t.strip() for t in plan.targets.split(",")):
+        if plan.lists_experts:
             raise PlanError("IA3 scales the outputs of nn.Linear layers, and the fused experts are not layers; "
                             "use --method lora to adapt them, or --targets without experts")
         model.target_modules(plan.targets)

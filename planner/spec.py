@@ -374,7 +374,8 @@ class ModelSpec:
     def expert_shapes(self) -> dict[str, tuple[int, int]]:
         """(in, out) of one expert's slice of each fused expert weight."""
         h, i = self.hidden_size, self.moe_intermediate_size
-        return {"experts.gate_up_proj": (h, 2 * i), "experts.down_proj": (i, h)}
+        gate_up, down = EXPERT_PARAMETERS
+        return {gate_up: (h, 2 * i), down: (i, h)}
 
     def expert_lora_params(self, parameters: list[str], rank: int) -> int:
         """LoRA on fused expert weights: PEFT's ParamWrapper gives each weight an A of in x
